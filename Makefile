@@ -1,0 +1,37 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both create or refresh .venv only when
+# pyproject.toml changed (the stamp file's name holds its hash), so reruns install nothing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
+STAMP := $(VENV)/.installed-$(HASH)
+DEMO_OUT ?= runs/demo
+
+.PHONY: venv demo test lint bench clean
+
+$(STAMP):
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/spiritflow ingest samples/demo.jsonl --data-root tests/fixtures/reference-tiny --out $(DEMO_OUT)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+bench: venv
+	$(BIN)/python benchmarks/ingest_bench.py
+
+clean:
+	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,132 @@
+"""``spiritflow``: the command line. Options and their help come from the flows' params models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from flows.params import IngestParams
+from flows.runtime import ClusterOptions
+from schemas.errors import SpiritflowError, UsageError
+from storage.options import parse_storage_options, redact
+
+EXIT_OK, EXIT_NOTHING_READABLE, EXIT_USAGE = 0, 1, 2
+_SKIP = {"storage_options"}
+_POSITIONAL = {"source"}
+
+
+def _add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+    for name, info in model.model_fields.items():
+        if name in _SKIP:
+            continue
+        help_text = info.description or ""
+        if name in _POSITIONAL:
+            parser.add_argument(name, metavar=name.upper(), help=help_text)
+            continue
+        flag = "--" + name.replace("_", "-")
+        required = info.is_required()
+        kwargs: dict[str, Any] = {"dest": name, "required": required}
+        annotation = info.annotation
+        if annotation in (int, float):
+            kwargs["type"] = annotation
+        if not required:
+            kwargs["default"] = info.get_default(call_default_factory=True)
+            help_text += f" (default: {kwargs['default']})"
+        parser.add_argument(flag, help=help_text, **kwargs)
+
+
+def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where it runs")
+    group.add_argument(
+        "--storage-option", action="append", default=[], metavar="KEY=VALUE",
+        help="fsspec storage option, repeatable; dotted keys nest "
+        "(client_kwargs.endpoint_url=http://127.0.0.1:9000); credentials come from AWS_* env vars",
+    )
+    group.add_argument("--dask-address", default=None,
+                       help="scheduler of an existing Dask cluster (tcp://host:8786); default: a LocalCluster")
+    group.add_argument("--workers", type=int, default=None,
+                       help="LocalCluster worker processes (default: one per CPU core)")
+    group.add_argument("--threads-per-worker", type=int, default=1, help="threads per worker (default: 1)")
+    group.add_argument("--json", action="store_true", help="print the run summary as JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spiritflow",
+        description="SpiRit-LM data pipeline: Prefect flows on Dask. Each command writes Parquet tables "
+        "under --out (local, s3:// or memory://) and prints where they are.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ingest = sub.add_parser(
+        "ingest",
+        help="decode, hash and measure audio into the recordings/rejects/duplicates tables",
+        description="Ingest a folder, glob or manifest of audio. Good files go to OUT/recordings, bad ones "
+        "to OUT/rejects with a reason, identical content to OUT/duplicates. Reruns reuse finished shards. "
+        "Exit status: 0 on success, 1 if nothing was readable or the run failed, 2 on bad usage.",
+    )
+    _add_model_options(ingest, IngestParams)
+    _add_runtime_options(ingest)
+    return parser
+
+
+def _params(model: type[BaseModel], args: argparse.Namespace) -> Any:
+    values = {k: getattr(args, k) for k in model.model_fields if k not in _SKIP and hasattr(args, k)}
+    values["storage_options"] = parse_storage_options(args.storage_option)
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UsageError(problems) from exc
+
+
+def _print_ingest(summary: Any) -> None:
+    print(f"ingest finished in {summary.seconds:.1f} s")
+    print(f"  good recordings : {summary.good} ({summary.hours:.3f} h of audio)")
+    print(f"  rejected        : {summary.rejected}")
+    for reason, count in summary.reasons.items():
+        print(f"    {reason:<14}: {count}")
+    print(f"  duplicates      : {summary.duplicates}")
+    if summary.ignored_files:
+        print(f"  ignored         : {summary.ignored_files} non-audio files")
+    if summary.shards and summary.shards_computed == 0:
+        print(f"  shards          : {summary.shards}, all reused (nothing recomputed)")
+    else:
+        print(f"  shards          : {summary.shards_computed} computed, {summary.shards_reused} reused")
+    for name, url in summary.tables.items():
+        print(f"  {name:<16}: {url}")
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    params = _params(IngestParams, args)
+    cluster = ClusterOptions(args.dask_address, args.workers, args.threads_per_worker)
+    from flows.ingest import ingest_flow
+    from flows.runtime import prefect_api, task_runner
+
+    with prefect_api():
+        summary = ingest_flow.with_options(task_runner=task_runner(cluster))(params)
+    if args.json:
+        print(json.dumps(summary.as_dict(), indent=1))
+    else:
+        _print_ingest(summary)
+    return EXIT_OK if summary.good else EXIT_NOTHING_READABLE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"ingest": run_ingest}[args.command](args)
+    except UsageError as exc:
+        print(f"spiritflow: error: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except SpiritflowError as exc:
+        print(f"spiritflow: error: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_NOTHING_READABLE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Launch-time wiring: one Prefect API server per run, and the injected Dask task runner.
+
+Dask worker processes inherit ``PREFECT_API_URL`` from the environment, so all of them report to
+the one server started here instead of each starting a temporary server of their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_UI_ENABLED": "false",
+    "DASK_LOGGING__DISTRIBUTED": "warning",
+    "DASK_DISTRIBUTED__WORKER__DAEMON": "false",
+}
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where tasks run: an existing cluster, or a LocalCluster of ``workers`` processes."""
+
+    dask_address: str | None = None
+    workers: int | None = None
+    threads_per_worker: int = 1
+    use_gpu: bool | None = None  # None: use GPUs when CUDA and dask-cuda are both present
+
+
+@contextlib.contextmanager
+def prefect_api() -> Iterator[str]:
+    """Use ``PREFECT_API_URL`` if set, else start one local server for this run (and stop it after)."""
+    for key, value in PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    existing = os.environ.get("PREFECT_API_URL")
+    if existing:
+        yield existing
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    server = SubprocessASGIServer()
+    server.start(timeout=int(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield server.api_url
+            _drain_prefect_clients()
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        server.stop()
+
+
+def _drain_prefect_clients() -> None:
+    """Send queued logs and events before the server goes (else exit waits on retries to a dead URL)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogHandler, APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=10)
+    logging.getLogger("prefect").handlers = [
+        h for h in logging.getLogger("prefect").handlers if not isinstance(h, APILogHandler)
+    ]
+
+
+def gpus_available() -> bool:
+    """CUDA GPUs visible and dask-cuda installed (both are needed for a LocalCUDACluster)."""
+    try:
+        import dask_cuda  # noqa: F401
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def task_runner(options: ClusterOptions, gpu_stage: bool = False) -> Any:
+    """The DaskTaskRunner for a flow: an address, a LocalCUDACluster, or a process LocalCluster."""
+    from prefect_dask import DaskTaskRunner
+
+    if options.dask_address:
+        return DaskTaskRunner(address=options.dask_address)
+    use_gpu = gpu_stage and (options.use_gpu if options.use_gpu is not None else gpus_available())
+    if use_gpu:
+        return DaskTaskRunner(
+            cluster_class="dask_cuda.LocalCUDACluster",
+            cluster_kwargs={"dashboard_address": ":0", "threads_per_worker": 1},
+        )
+    workers = options.workers or max(1, os.cpu_count() or 1)
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": workers,
+            "threads_per_worker": options.threads_per_worker,
+            "processes": True,
+            "dashboard_address": ":0",
+        },
+    )

@@ -1,0 +1,145 @@
+"""Great Expectations suites generated from the table specs, and the validation step every stage runs.
+
+A failure raises ``TableValidationError`` naming the table, the column, the expectation and up to
+ten offending rows (by the table's row id), so a data engineer can find them without GE's docs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from typing import Any
+
+import pandas as pd
+
+from schemas.errors import TableValidationError
+from schemas.tables import Rule, TableSpec
+
+log = logging.getLogger(__name__)
+MAX_ROWS_NAMED = 10
+
+_EXPECTATION_CLASSES = {
+    "not_null": "ExpectColumnValuesToNotBeNull",
+    "unique": "ExpectColumnValuesToBeUnique",
+    "between": "ExpectColumnValuesToBeBetween",
+    "in_set": "ExpectColumnValuesToBeInSet",
+    "regex": "ExpectColumnValuesToMatchRegex",
+}
+
+
+def _gx() -> Any:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    return gx
+
+
+@functools.cache
+def _context() -> Any:
+    """One ephemeral GE context per process (creating one costs about a second)."""
+    gx = _gx()
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    return ctx
+
+
+def build_expectation(rule: Rule) -> Any:
+    """The GE expectation object for one rule."""
+    import great_expectations.expectations as gxe
+
+    if rule.kind == "length_between":
+        # GE measures lengths of strings; list lengths get a derived column (see _gx_frame).
+        return gxe.ExpectColumnValuesToBeBetween(column=_length_column(rule.column), **rule.args)
+    cls = getattr(gxe, _EXPECTATION_CLASSES[rule.kind])
+    return cls(column=rule.column, **rule.args)
+
+
+def _length_column(column: str) -> str:
+    return f"{column}.length"
+
+
+def build_suite(spec: TableSpec) -> Any:
+    """A fresh ExpectationSuite for ``spec`` (also used to render Data Docs)."""
+    gx = _gx()
+    suite = gx.ExpectationSuite(name=f"spiritflow.{spec.name}.v{spec.version}")
+    for rule in spec.rules:
+        suite.add_expectation(build_expectation(rule))
+    return suite
+
+
+_DEFINITIONS: dict[str, Any] = {}
+
+
+def _validation_definition(spec_name: str, spec: TableSpec) -> Any:
+    if spec_name in _DEFINITIONS:
+        return _DEFINITIONS[spec_name]
+    gx = _gx()
+    ctx = _context()
+    source = ctx.data_sources.add_pandas(name=f"spiritflow-{spec_name}")
+    asset = source.add_dataframe_asset(name=spec_name)
+    batch = asset.add_batch_definition_whole_dataframe(f"{spec_name}-whole")
+    suite = ctx.suites.add(build_suite(spec))
+    definition = ctx.validation_definitions.add(
+        gx.ValidationDefinition(name=f"validate-{spec_name}", data=batch, suite=suite)
+    )
+    _DEFINITIONS[spec_name] = definition
+    return definition
+
+
+def _gx_frame(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    """GE's pandas engine wants plain object/numeric columns, not arrow-backed extension types."""
+    out = pd.DataFrame(index=pd.RangeIndex(len(df)))
+    for col in df.columns:
+        values = df[col]
+        if isinstance(values.dtype, pd.ArrowDtype) or str(values.dtype) in ("string", "str"):
+            values = values.astype(object)
+        out[col] = values.to_numpy(dtype=object) if values.dtype == object else values.to_numpy()
+    for rule in spec.rules:
+        if rule.kind == "length_between":
+            out[_length_column(rule.column)] = pd.array(
+                [None if v is None else len(v) for v in out[rule.column]], dtype="Int64"
+            )
+    return out
+
+
+def _describe(result: Any, spec: TableSpec, frame: pd.DataFrame) -> str:
+    cfg = result.expectation_config
+    column = cfg.kwargs.get("column")
+    kind = cfg.type
+    res = result.result or {}
+    idx = res.get("partial_unexpected_index_list") or res.get("unexpected_index_list") or []
+    rows: list[str] = []
+    for item in idx[:MAX_ROWS_NAMED]:
+        pos = item if isinstance(item, int) else item.get("index", item)
+        if isinstance(pos, int) and spec.row_id in frame.columns:
+            rows.append(f"{spec.row_id}={frame[spec.row_id].iloc[pos]!r} (row {pos})")
+        else:
+            rows.append(str(pos))
+    values = res.get("partial_unexpected_list") or []
+    count = res.get("unexpected_count", "?")
+    detail = f"{count} bad value(s)"
+    if values:
+        detail += f", e.g. {values[:3]!r}"
+    if rows:
+        detail += f"; rows: {', '.join(rows)}"
+    return f"column {column!r}: {kind} failed: {detail}"
+
+
+def validate_frame(df: pd.DataFrame, spec: TableSpec) -> int:
+    """Run ``spec``'s suite on ``df``; return the row count or raise ``TableValidationError``."""
+    missing = [c for c in spec.columns if c not in df.columns]
+    if missing:
+        raise TableValidationError(spec.name, [f"missing column(s): {', '.join(missing)}"])
+    if df.empty:
+        return 0
+    frame = _gx_frame(df[spec.columns], spec)
+    definition = _validation_definition(spec.name, spec)
+    result = definition.run(
+        batch_parameters={"dataframe": frame},
+        result_format={"result_format": "COMPLETE", "partial_unexpected_count": MAX_ROWS_NAMED},
+    )
+    if result.success:
+        return len(df)
+    failures = [_describe(r, spec, frame) for r in result.results if not r.success]
+    raise TableValidationError(spec.name, failures)

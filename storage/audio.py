@@ -1,0 +1,223 @@
+"""Audio decoding with soundfile: streamed inspection for ingest, and 16 kHz mono loading.
+
+Inspection never holds a whole file in memory: it decodes 2-second blocks and keeps running sums,
+so a two-hour recording costs the same memory as a two-second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import shutil
+import struct
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+import soundfile as sf
+
+from schemas.errors import BadAudioError
+from storage.options import filesystem, is_local
+
+TARGET_RATE = 16_000
+BLOCK_SECONDS = 2.0
+CLIP_LEVEL = 0.999  # |x| at or above this counts as clipped (int16 full scale is 0.99997)
+SILENCE_DBFS = -40.0  # a 20 ms window quieter than this counts as silence
+SILENCE_WINDOW_S = 0.02
+HASH_CHUNK = 1 << 20
+# Formats whose header states the exact frame count (a shortfall means truncation).
+EXACT_FRAME_FORMATS = frozenset({"WAV", "WAVEX", "FLAC", "AIFF", "W64", "RF64", "CAF", "AU"})
+
+
+@dataclass(frozen=True)
+class AudioStats:
+    sha256: str
+    bytes: int
+    format: str
+    subtype: str
+    sample_rate: int
+    channels: int
+    frames: int
+    duration_s: float
+    num_samples_16k: int
+    peak: float
+    rms: float
+    clipped_share: float
+    silence_share: float
+
+
+def samples_at_16k(frames: int, sample_rate: int) -> int:
+    """Length after resampling to 16 kHz, as torchaudio's resample computes it (ceil)."""
+    if sample_rate == TARGET_RATE:
+        return frames
+    g = math.gcd(sample_rate, TARGET_RATE)
+    return -(-frames * (TARGET_RATE // g) // (sample_rate // g))
+
+
+def _hash_and_size(stream: IO[bytes], copy_to: IO[bytes] | None = None) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := stream.read(HASH_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+        if copy_to is not None:
+            copy_to.write(chunk)
+    return digest.hexdigest(), size
+
+
+def _wav_truncation(head: bytes, size: int) -> str | None:
+    """For RIFF/WAVE: the problem if the data chunk declares more bytes than the file holds."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk_id = head[pos : pos + 4]
+        (chunk_size,) = struct.unpack("<I", head[pos + 4 : pos + 8])
+        if chunk_id == b"data":
+            if chunk_size in (0, 0xFFFFFFFF):  # streaming placeholders
+                return None
+            available = size - (pos + 8)
+            if chunk_size > available:
+                return f"truncated: data chunk declares {chunk_size} bytes, file holds {available}"
+            return None
+        pos += 8 + chunk_size + (chunk_size & 1)
+    return None
+
+
+def _open_error(uri: str, exc: BaseException) -> BadAudioError:
+    text = str(exc)
+    lowered = text.lower()
+    if "format not recognised" in lowered or "unknown format" in lowered or "not a valid" in lowered:
+        return BadAudioError(uri, "not_audio", f"not a recognised audio format ({text})")
+    return BadAudioError(uri, "corrupt", f"cannot decode: {text}")
+
+
+def _measure(handle: sf.SoundFile, uri: str) -> tuple[int, float, float, int, int, int]:
+    """Stream the file: frames decoded, peak, sum of squares, clipped, silent and total windows."""
+    sr = handle.samplerate
+    block = max(1, int(sr * BLOCK_SECONDS))
+    win = max(1, round(sr * SILENCE_WINDOW_S))
+    threshold = 10.0 ** (SILENCE_DBFS / 20.0)
+    frames = clipped = silent = windows = 0
+    peak = 0.0
+    sumsq = 0.0
+    carry = np.zeros(0, dtype=np.float64)
+    try:
+        for data in handle.blocks(blocksize=block, dtype="float32", always_2d=True):
+            if not np.isfinite(data).all():
+                bad = int(np.argwhere(~np.isfinite(data))[0][0]) + frames
+                raise BadAudioError(
+                    uri, "non_finite", f"NaN/Inf sample at frame {bad} ({bad / sr:.3f} s)"
+                )
+            frames += data.shape[0]
+            absd = np.abs(data)
+            peak = max(peak, float(absd.max(initial=0.0)))
+            sumsq += float(np.square(data, dtype=np.float64).sum())
+            clipped += int((absd >= CLIP_LEVEL).sum())
+            mono = np.concatenate([carry, data.mean(axis=1, dtype=np.float64)])
+            full = (len(mono) // win) * win
+            if full:
+                energy = np.sqrt(np.mean(np.square(mono[:full]).reshape(-1, win), axis=1))
+                silent += int((energy < threshold).sum())
+                windows += len(energy)
+            carry = mono[full:]
+    except BadAudioError:
+        raise
+    except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+        raise BadAudioError(uri, "corrupt", f"decoding failed after {frames} frames: {exc}") from exc
+    if len(carry):
+        energy_tail = float(np.sqrt(np.mean(np.square(carry))))
+        silent += int(energy_tail < threshold)
+        windows += 1
+    return frames, peak, sumsq, clipped, silent, windows
+
+
+def inspect_audio(
+    uri: str,
+    storage_options: Mapping[str, Any] | None = None,
+    min_duration_s: float = 0.08,
+) -> AudioStats:
+    """Hash, decode and measure one file; raise ``BadAudioError`` with a rejects reason if unusable."""
+    fs, path = filesystem(uri, storage_options)
+    try:
+        if is_local(fs):
+            with open(path, "rb") as raw:
+                sha, size = _hash_and_size(raw)
+                return _inspect_stream(uri, raw, sha, size, min_duration_s)
+        # Remote: one download, hashed while spooled (memory up to 64 MiB, then a temp file).
+        with fs.open(path, "rb") as remote, tempfile.SpooledTemporaryFile(64 << 20) as spool:
+            sha, size = _hash_and_size(remote, copy_to=spool)
+            return _inspect_stream(uri, spool, sha, size, min_duration_s)  # type: ignore[arg-type]
+    except FileNotFoundError as exc:
+        raise BadAudioError(uri, "missing", "file not found") from exc
+    except IsADirectoryError as exc:
+        raise BadAudioError(uri, "not_audio", "is a directory") from exc
+    except PermissionError as exc:
+        raise BadAudioError(uri, "unreadable", f"permission denied ({exc.strerror})") from exc
+
+
+def _inspect_stream(uri: str, stream: IO[bytes], sha: str, size: int, min_s: float) -> AudioStats:
+    if size == 0:
+        raise BadAudioError(uri, "empty", "file is empty (0 bytes)")
+    stream.seek(0)
+    problem = _wav_truncation(stream.read(1 << 16), size)
+    if problem:
+        raise BadAudioError(uri, "corrupt", problem)
+    stream.seek(0)
+    try:
+        handle = sf.SoundFile(stream)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise _open_error(uri, exc) from exc
+    with handle:
+        sr, channels, declared = handle.samplerate, handle.channels, handle.frames
+        if sr <= 0 or channels <= 0:
+            raise BadAudioError(uri, "corrupt", f"invalid header: {sr} Hz, {channels} channels")
+        if 0 < declared < min_s * sr:
+            raise BadAudioError(
+                uri, "too_short", f"{declared / sr * 1000:.1f} ms, minimum is {min_s * 1000:.0f} ms"
+            )
+        frames, peak, sumsq, clipped, silent, windows = _measure(handle, uri)
+        fmt, subtype = handle.format, handle.subtype
+    if fmt in EXACT_FRAME_FORMATS and frames < declared:
+        raise BadAudioError(uri, "corrupt", f"truncated: header declares {declared} frames, decoded {frames}")
+    if frames < min_s * sr:
+        raise BadAudioError(uri, "too_short", f"{frames / sr * 1000:.1f} ms, minimum is {min_s * 1000:.0f} ms")
+    samples = frames * channels
+    return AudioStats(
+        sha256=sha,
+        bytes=size,
+        format=fmt,
+        subtype=subtype,
+        sample_rate=sr,
+        channels=channels,
+        frames=frames,
+        duration_s=frames / sr,
+        num_samples_16k=samples_at_16k(frames, sr),
+        peak=peak,
+        rms=math.sqrt(sumsq / samples),
+        clipped_share=clipped / samples,
+        silence_share=silent / windows if windows else 0.0,
+    )
+
+
+def load_audio_16k(
+    uri: str,
+    storage_options: Mapping[str, Any] | None = None,
+    channel: int | None = None,
+) -> np.ndarray:
+    """The whole file as 16 kHz mono float32 (channels averaged unless one is chosen)."""
+    fs, path = filesystem(uri, storage_options)
+    with fs.open(path, "rb") as raw, tempfile.SpooledTemporaryFile(64 << 20) as spool:
+        shutil.copyfileobj(raw, spool)
+        spool.seek(0)
+        data, sr = sf.read(spool, dtype="float32", always_2d=True)
+    mono = data[:, channel] if channel is not None else data.mean(axis=1)
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    if sr == TARGET_RATE:
+        return mono
+    import torch
+    import torchaudio.functional as taf
+
+    return taf.resample(torch.from_numpy(mono), sr, TARGET_RATE).numpy()

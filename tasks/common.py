@@ -1,0 +1,19 @@
+"""Shared task settings: retry only infrastructure errors; shards themselves are the cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from storage.retry import is_transient
+
+RETRIES = 2
+RETRY_DELAYS = [1, 5]
+
+
+def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: retry I/O and worker-loss errors, never bad input or bugs."""
+    try:
+        state.result(raise_on_failure=True)
+    except BaseException as exc:  # noqa: BLE001 - we classify, not handle
+        return is_transient(exc)
+    return False

@@ -43,15 +43,27 @@ def _add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) 
 def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("where it runs")
     group.add_argument(
-        "--storage-option", action="append", default=[], metavar="KEY=VALUE",
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="fsspec storage option, repeatable; dotted keys nest "
         "(client_kwargs.endpoint_url=http://127.0.0.1:9000); credentials come from AWS_* env vars",
     )
-    group.add_argument("--dask-address", default=None,
-                       help="scheduler of an existing Dask cluster (tcp://host:8786); default: a LocalCluster")
-    group.add_argument("--workers", type=int, default=None,
-                       help="LocalCluster worker processes (default: one per CPU core)")
-    group.add_argument("--threads-per-worker", type=int, default=1, help="threads per worker (default: 1)")
+    group.add_argument(
+        "--dask-address",
+        default=None,
+        help="scheduler of an existing Dask cluster (tcp://host:8786); default: a LocalCluster",
+    )
+    group.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="LocalCluster worker processes (default: one per CPU core)",
+    )
+    group.add_argument(
+        "--threads-per-worker", type=int, default=1, help="threads per worker (default: 1)"
+    )
     group.add_argument("--json", action="store_true", help="print the run summary as JSON")
 
 
@@ -75,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _params(model: type[BaseModel], args: argparse.Namespace) -> Any:
-    values = {k: getattr(args, k) for k in model.model_fields if k not in _SKIP and hasattr(args, k)}
+    values = {
+        k: getattr(args, k) for k in model.model_fields if k not in _SKIP and hasattr(args, k)
+    }
     values["storage_options"] = parse_storage_options(args.storage_option)
     try:
         return model(**values)
@@ -96,7 +110,9 @@ def _print_ingest(summary: Any) -> None:
     if summary.shards and summary.shards_computed == 0:
         print(f"  shards          : {summary.shards}, all reused (nothing recomputed)")
     else:
-        print(f"  shards          : {summary.shards_computed} computed, {summary.shards_reused} reused")
+        print(
+            f"  shards          : {summary.shards_computed} computed, {summary.shards_reused} reused"
+        )
     for name, url in summary.tables.items():
         print(f"  {name:<16}: {url}")
 

@@ -10,7 +10,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from flows.params import IngestParams
 from flows.progress import completed_with_progress
 from storage.layout import RunLayout
-from tasks.ingest import IngestSummary, finalize_ingest, ingest_shard, plan_ingest, write_plan_rejects
+from tasks.ingest import (
+    IngestSummary,
+    finalize_ingest,
+    ingest_shard,
+    plan_ingest,
+    write_plan_rejects,
+)
 
 
 def _cache_params(params: IngestParams) -> dict[str, object]:
@@ -23,7 +29,9 @@ def ingest_flow(params: IngestParams) -> IngestSummary:
     started = time.time()
     layout = RunLayout.at(params.out, params.storage_options)
     cache = _cache_params(params)
-    plan, shards = plan_ingest(params.source, params.data_root, params.storage_options, params.shard_size, cache)
+    plan, shards = plan_ingest(
+        params.source, params.data_root, params.storage_options, params.shard_size, cache
+    )
     plan_rejects = write_plan_rejects.submit(plan, layout, cache)
     futures = ingest_shard.map(shards, unmapped(layout), unmapped(params.min_duration_s))
     outcomes = list(completed_with_progress(futures, "ingest shards"))
@@ -37,8 +45,11 @@ def ingest_flow(params: IngestParams) -> IngestSummary:
 
 def _publish(summary: IngestSummary) -> None:
     rows = [{"reason": r, "files": n} for r, n in summary.reasons.items()]
-    create_table_artifact(rows or [{"reason": "-", "files": 0}], key="ingest-rejects",
-                          description="rejected files by reason")
+    create_table_artifact(
+        rows or [{"reason": "-", "files": 0}],
+        key="ingest-rejects",
+        description="rejected files by reason",
+    )
     links = "\n".join(f"- **{name}**: `{url}`" for name, url in summary.tables.items())
     create_markdown_artifact(
         key="ingest-summary",

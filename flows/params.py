@@ -34,7 +34,9 @@ class IngestParams(StageParams):
         description="folder that manifest paths are relative to (default: the manifest's folder); "
         "paths escaping it are rejected",
     )
-    min_duration_s: float = Field(default=0.08, ge=0.0, description="shorter recordings are rejected")
+    min_duration_s: float = Field(
+        default=0.08, ge=0.0, description="shorter recordings are rejected"
+    )
     shard_size: int = Field(
         default=256, ge=1, le=100_000, description="about this many files per shard (one task each)"
     )

@@ -89,7 +89,11 @@ def _wav_truncation(head: bytes, size: int) -> str | None:
 def _open_error(uri: str, exc: BaseException) -> BadAudioError:
     text = str(exc)
     lowered = text.lower()
-    if "format not recognised" in lowered or "unknown format" in lowered or "not a valid" in lowered:
+    if (
+        "format not recognised" in lowered
+        or "unknown format" in lowered
+        or "not a valid" in lowered
+    ):
         return BadAudioError(uri, "not_audio", f"not a recognised audio format ({text})")
     return BadAudioError(uri, "corrupt", f"cannot decode: {text}")
 
@@ -126,7 +130,9 @@ def _measure(handle: sf.SoundFile, uri: str) -> tuple[int, float, float, int, in
     except BadAudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
-        raise BadAudioError(uri, "corrupt", f"decoding failed after {frames} frames: {exc}") from exc
+        raise BadAudioError(
+            uri, "corrupt", f"decoding failed after {frames} frames: {exc}"
+        ) from exc
     if len(carry):
         energy_tail = float(np.sqrt(np.mean(np.square(carry))))
         silent += int(energy_tail < threshold)
@@ -149,7 +155,7 @@ def inspect_audio(
         # Remote: one download, hashed while spooled (memory up to 64 MiB, then a temp file).
         with fs.open(path, "rb") as remote, tempfile.SpooledTemporaryFile(64 << 20) as spool:
             sha, size = _hash_and_size(remote, copy_to=spool)
-            return _inspect_stream(uri, spool, sha, size, min_duration_s)  # type: ignore[arg-type]
+            return _inspect_stream(uri, spool, sha, size, min_duration_s)
     except FileNotFoundError as exc:
         raise BadAudioError(uri, "missing", "file not found") from exc
     except IsADirectoryError as exc:
@@ -181,9 +187,13 @@ def _inspect_stream(uri: str, stream: IO[bytes], sha: str, size: int, min_s: flo
         frames, peak, sumsq, clipped, silent, windows = _measure(handle, uri)
         fmt, subtype = handle.format, handle.subtype
     if fmt in EXACT_FRAME_FORMATS and frames < declared:
-        raise BadAudioError(uri, "corrupt", f"truncated: header declares {declared} frames, decoded {frames}")
+        raise BadAudioError(
+            uri, "corrupt", f"truncated: header declares {declared} frames, decoded {frames}"
+        )
     if frames < min_s * sr:
-        raise BadAudioError(uri, "too_short", f"{frames / sr * 1000:.1f} ms, minimum is {min_s * 1000:.0f} ms")
+        raise BadAudioError(
+            uri, "too_short", f"{frames / sr * 1000:.1f} ms, minimum is {min_s * 1000:.0f} ms"
+        )
     samples = frames * channels
     return AudioStats(
         sha256=sha,

@@ -17,8 +17,18 @@ from fsspec.core import url_to_fs
 from schemas.errors import StorageOptionError
 
 SECRET_KEYS = frozenset(
-    {"key", "secret", "token", "password", "aws_secret_access_key", "aws_session_token",
-     "aws_access_key_id", "session_token", "access_key", "secret_key"}
+    {
+        "key",
+        "secret",
+        "token",
+        "password",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "aws_access_key_id",
+        "session_token",
+        "access_key",
+        "secret_key",
+    }
 )
 
 
@@ -68,7 +78,9 @@ def redact(text: str) -> str:
     return text
 
 
-def filesystem(url: str, options: Mapping[str, Any] | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+def filesystem(
+    url: str, options: Mapping[str, Any] | None = None
+) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem and in-filesystem path for ``url`` (local paths, s3://, memory://, …)."""
     fs, path = url_to_fs(url, **dict(options or {}))
     return fs, path

@@ -48,7 +48,9 @@ def _cast(table: pa.Table, spec: TableSpec) -> pa.Table:
         raise SpiritflowError(f"table {spec.name!r}: {exc}") from exc
 
 
-def write_atomic(table: pa.Table, url: str, storage_options: Mapping[str, Any] | None = None) -> str:
+def write_atomic(
+    table: pa.Table, url: str, storage_options: Mapping[str, Any] | None = None
+) -> str:
     """Write ``table`` to ``url`` so that readers see either nothing or the whole file."""
     fs, path = filesystem(url, storage_options)
     parent = path.rsplit("/", 1)[0]
@@ -69,7 +71,9 @@ def write_atomic(table: pa.Table, url: str, storage_options: Mapping[str, Any] |
     return url
 
 
-def write_bytes_atomic(data: bytes, url: str, storage_options: Mapping[str, Any] | None = None) -> str:
+def write_bytes_atomic(
+    data: bytes, url: str, storage_options: Mapping[str, Any] | None = None
+) -> str:
     """Same guarantee as ``write_atomic`` for small files (manifests, reports)."""
     fs, path = filesystem(url, storage_options)
     if is_object_store(fs):
@@ -147,7 +151,8 @@ def table_parts(url: str, storage_options: Mapping[str, Any] | None = None) -> l
     found = [
         p
         for p in sorted(fs.find(path))
-        if p.endswith(".parquet") and not any(s.startswith((".", "_")) for s in p[len(path) :].split("/"))
+        if p.endswith(".parquet")
+        and not any(s.startswith((".", "_")) for s in p[len(path) :].split("/"))
     ]
     return found
 
@@ -174,7 +179,9 @@ def read_table(
     if not tables:
         if spec is None:
             raise SpiritflowError(f"{url}: table has no shards")
-        schema = spec.schema if columns is None else pa.schema([spec.schema.field(c) for c in columns])
+        schema = (
+            spec.schema if columns is None else pa.schema([spec.schema.field(c) for c in columns])
+        )
         return schema.empty_table()
     table = pa.concat_tables(tables, promote_options="permissive")
     if spec is not None and columns is None:

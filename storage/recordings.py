@@ -45,7 +45,9 @@ def shard_key(items: Iterable[SourceItem], params: Mapping[str, Any], stage: str
     return hashlib.sha256(blob).hexdigest()[:24]
 
 
-def plan_shards(items: Sequence[SourceItem], target_size: int, params: Mapping[str, Any]) -> list[Shard]:
+def plan_shards(
+    items: Sequence[SourceItem], target_size: int, params: Mapping[str, Any]
+) -> list[Shard]:
     """Group items (sorted by id) into content-defined shards of about ``target_size`` files."""
     target = max(1, target_size)
     shards: list[Shard] = []
@@ -60,8 +62,17 @@ def plan_shards(items: Sequence[SourceItem], target_size: int, params: Mapping[s
     return shards
 
 
-def reject_row(uri: str, reason: str, error: str, rid: str | None, row: int | None) -> dict[str, Any]:
-    return {"uri": uri, "id": rid, "stage": "ingest", "reason": reason, "error": error, "source_row": row}
+def reject_row(
+    uri: str, reason: str, error: str, rid: str | None, row: int | None
+) -> dict[str, Any]:
+    return {
+        "uri": uri,
+        "id": rid,
+        "stage": "ingest",
+        "reason": reason,
+        "error": error,
+        "source_row": row,
+    }
 
 
 def plan_reject_rows(rejects: Iterable[PlanReject]) -> list[dict[str, Any]]:
@@ -94,11 +105,18 @@ def ingest_items(
         problem = _words_problem(item.meta.get("words"), stats.duration_s)
         if problem:
             rejects.append(
-                reject_row(item.uri, "bad_words", f"{item.uri}: {problem}", item.id, item.source_row)
+                reject_row(
+                    item.uri, "bad_words", f"{item.uri}: {problem}", item.id, item.source_row
+                )
             )
             continue
-        meta = {k: item.meta.get(k) for k in ("text", "speaker", "emotion", "sentiment", "split", "words")}
-        rows.append({"id": item.id, "uri": item.uri, **asdict(stats), **meta, "source_row": item.source_row})
+        meta = {
+            k: item.meta.get(k)
+            for k in ("text", "speaker", "emotion", "sentiment", "split", "words")
+        }
+        rows.append(
+            {"id": item.id, "uri": item.uri, **asdict(stats), **meta, "source_row": item.source_row}
+        )
     return rows, rejects
 
 
@@ -112,5 +130,3 @@ def duplicate_rows(ids_and_hashes: Iterable[tuple[str, str]]) -> list[dict[str, 
         else:
             first[sha] = rid
     return out
-
-

@@ -17,7 +17,17 @@ TRANSIENT_NAMES = frozenset(
         "CommClosedError",
     }
 )
-TRANSIENT_S3_CODES = frozenset({"SlowDown", "Throttling", "RequestTimeout", "InternalError", "ServiceUnavailable", "503", "500"})
+TRANSIENT_S3_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "RequestTimeout",
+        "InternalError",
+        "ServiceUnavailable",
+        "503",
+        "500",
+    }
+)
 
 
 def is_transient(exc: BaseException | None) -> bool:

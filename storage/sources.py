@@ -68,7 +68,9 @@ def _local_fingerprint(path: str) -> str:
 
 
 def _remote_fingerprint(info: Mapping[str, Any]) -> str:
-    tag = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified") or ""
+    tag = (
+        info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified") or ""
+    )
     return f"{info.get('size')}:{tag}"
 
 
@@ -84,7 +86,9 @@ class _Resolver:
         self.fs, self.root = filesystem(self.root_url, storage_options)
         self.local = is_local(self.fs)
         self.real_root = os.path.realpath(self.root) if self.local else self.root
-        self.protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        self.protocol = (
+            self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        )
         self._listing: dict[str, dict[str, Any]] | None = None
 
     def url(self, path: str) -> str:
@@ -168,8 +172,14 @@ def _plan_folder(source: str, storage_options: Mapping[str, Any] | None) -> Plan
                 if os.path.islink(os.path.join(dirpath, d)):
                     link = os.path.join(dirpath, d)
                     if not _inside(os.path.realpath(link), res.real_root):
-                        rejects.append(PlanReject(link, "outside_root", f"{link}: symlinked folder "
-                                                  f"points to {os.path.realpath(link)}, outside {res.root}"))
+                        rejects.append(
+                            PlanReject(
+                                link,
+                                "outside_root",
+                                f"{link}: symlinked folder "
+                                f"points to {os.path.realpath(link)}, outside {res.root}",
+                            )
+                        )
     else:
         for full in sorted(res.fs.find(res.root)):
             rel = full[len(res.root) :].lstrip("/")
@@ -184,7 +194,9 @@ def _plan_folder(source: str, storage_options: Mapping[str, Any] | None) -> Plan
     return plan
 
 
-def _plan_glob(pattern: str, data_root: str | None, storage_options: Mapping[str, Any] | None) -> Plan:
+def _plan_glob(
+    pattern: str, data_root: str | None, storage_options: Mapping[str, Any] | None
+) -> Plan:
     fs, path = filesystem(pattern, storage_options)
     base = path[: min(path.find(c) for c in GLOB_CHARS if c in path)].rsplit("/", 1)[0]
     root = data_root or (base if is_local(fs) else f"{pattern.split('://', 1)[0]}://{base}")
@@ -227,7 +239,9 @@ def _check_unique_ids(items: list[SourceItem], where: Any) -> None:
         raise ManifestError("ids must be unique: " + "; ".join(clashes[:5]) + more)
 
 
-def _read_rows(source: str, storage_options: Mapping[str, Any] | None) -> Iterator[tuple[int, dict[str, Any]]]:
+def _read_rows(
+    source: str, storage_options: Mapping[str, Any] | None
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """(row number, row) for each data row; row numbers are what a person sees (1-based lines/rows)."""
     fs, path = filesystem(source, storage_options)
     lower = source.lower()
@@ -251,7 +265,7 @@ def _read_rows(source: str, storage_options: Mapping[str, Any] | None) -> Iterat
                 continue
             try:
                 row = json.loads(line)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 yield n, {"__error__": f"invalid JSON ({exc.msg} at column {exc.colno})"}
                 continue
             yield n, row if isinstance(row, dict) else {"__error__": "line is not a JSON object"}
@@ -305,7 +319,9 @@ def _plan_manifest(source: str, data_root: str, storage_options: Mapping[str, An
     for n, row in _read_rows(source, storage_options):
         where = f"{source} row {n}"
         if "__error__" in row:
-            rejects.append(PlanReject(where, "bad_row", f"{where}: {row['__error__']}", source_row=n))
+            rejects.append(
+                PlanReject(where, "bad_row", f"{where}: {row['__error__']}", source_row=n)
+            )
             continue
         if path_col is None:
             path_col = next((c for c in PATH_COLUMNS if c in row), None)
@@ -317,7 +333,9 @@ def _plan_manifest(source: str, data_root: str, storage_options: Mapping[str, An
         rel = row.get(path_col)
         rid = None if row.get("id") is None else str(row["id"])
         if not rel:
-            rejects.append(PlanReject(where, "bad_row", f"{where}: column {path_col!r} is empty", rid, n))
+            rejects.append(
+                PlanReject(where, "bad_row", f"{where}: column {path_col!r} is empty", rid, n)
+            )
             continue
         rel = str(rel)
         full, problem = res.resolve(rel)

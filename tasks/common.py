@@ -14,6 +14,6 @@ def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect retry condition: retry I/O and worker-loss errors, never bad input or bugs."""
     try:
         state.result(raise_on_failure=True)
-    except BaseException as exc:  # noqa: BLE001 - we classify, not handle
+    except BaseException as exc:
         return is_transient(exc)
     return False

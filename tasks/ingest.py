@@ -22,7 +22,14 @@ from schemas.tables import DUPLICATES, RECORDINGS, REJECTS
 from storage.layout import RunLayout
 from storage.options import filesystem
 from storage.parquet import commit_table, read_table, to_arrow, write_atomic, write_bytes_atomic
-from storage.recordings import Shard, duplicate_rows, ingest_items, plan_reject_rows, plan_shards, shard_key
+from storage.recordings import (
+    Shard,
+    duplicate_rows,
+    ingest_items,
+    plan_reject_rows,
+    plan_shards,
+    shard_key,
+)
 from storage.sources import Plan, plan_source
 from tasks.common import RETRIES, RETRY_DELAYS, retry_on_transient
 
@@ -68,19 +75,28 @@ TASK_OPTIONS: dict[str, Any] = {
 
 @task(name="plan-ingest", **TASK_OPTIONS)
 def plan_ingest(
-    source: str, data_root: str | None, storage_options: dict[str, Any], shard_size: int, params: dict[str, Any]
+    source: str,
+    data_root: str | None,
+    storage_options: dict[str, Any],
+    shard_size: int,
+    params: dict[str, Any],
 ) -> tuple[Plan, list[Shard]]:
     plan = plan_source(source, data_root, storage_options)
     shards = plan_shards(plan.items, shard_size, params)
     get_run_logger().info(
         "planned %d files in %d shards, %d rejected at planning, %d non-audio files ignored",
-        len(plan.items), len(shards), len(plan.rejects), plan.ignored,
+        len(plan.items),
+        len(shards),
+        len(plan.rejects),
+        plan.ignored,
     )
     return plan, shards
 
 
 @task(name="write-plan-rejects", **TASK_OPTIONS)
-def write_plan_rejects(plan: Plan, layout: RunLayout, params: dict[str, Any]) -> ShardOutcome | None:
+def write_plan_rejects(
+    plan: Plan, layout: RunLayout, params: dict[str, Any]
+) -> ShardOutcome | None:
     """Rejects found while planning (bad rows, missing files, paths outside the root)."""
     if not plan.rejects:
         return None
@@ -101,7 +117,13 @@ def _existing(layout: RunLayout, shard: Shard) -> ShardOutcome | None:
     durations = pq.read_table(rec_path, columns=["duration_s"], filesystem=fs).column(0).to_pylist()
     reasons = pq.read_table(rej_path, columns=["reason"], filesystem=fs).column(0).to_pylist()
     return ShardOutcome(
-        shard.key, rec_url, rej_url, len(durations), dict(Counter(reasons)), float(sum(durations)), True
+        shard.key,
+        rec_url,
+        rej_url,
+        len(durations),
+        dict(Counter(reasons)),
+        float(sum(durations)),
+        True,
     )
 
 
@@ -110,11 +132,17 @@ def ingest_shard(shard: Shard, layout: RunLayout, min_duration_s: float) -> Shar
     """Inspect the shard's files and write its recordings + rejects shards (rejects first)."""
     reused = _existing(layout, shard)
     if reused is not None:
-        get_run_logger().info("shard %s: output exists, reused (%d files)", shard.key, len(shard.items))
+        get_run_logger().info(
+            "shard %s: output exists, reused (%d files)", shard.key, len(shard.items)
+        )
         return reused
     rows, rejects = ingest_items(shard.items, layout.storage_options, min_duration_s)
-    rej_url = write_atomic(to_arrow(rejects, REJECTS), layout.shard(REJECTS.name, shard.key), layout.storage_options)
-    rec_url = write_atomic(to_arrow(rows, RECORDINGS), layout.shard(RECORDINGS.name, shard.key), layout.storage_options)
+    rej_url = write_atomic(
+        to_arrow(rejects, REJECTS), layout.shard(REJECTS.name, shard.key), layout.storage_options
+    )
+    rec_url = write_atomic(
+        to_arrow(rows, RECORDINGS), layout.shard(RECORDINGS.name, shard.key), layout.storage_options
+    )
     return ShardOutcome(
         shard.key,
         rec_url,
@@ -136,17 +164,27 @@ def finalize_ingest(
     rej_parts = [o.rejects for o in outcomes if o.rejects]
     recordings = _read_parts(rec_parts, opts)
     rejects = _read_parts(rej_parts, opts, REJECTS)
-    dup_rows = duplicate_rows(zip(recordings["id"], recordings["sha256"], strict=True)) if len(recordings) else []
+    dup_rows = (
+        duplicate_rows(zip(recordings["id"], recordings["sha256"], strict=True))
+        if len(recordings)
+        else []
+    )
     validate_frame(recordings, RECORDINGS)
     validate_frame(rejects, REJECTS)
     duplicates = to_arrow(dup_rows, DUPLICATES)
     validate_frame(duplicates.to_pandas(), DUPLICATES)
-    dup_url = layout.shard(DUPLICATES.name, shard_key([], {"duplicates": dup_rows}, stage="duplicates"))
+    dup_url = layout.shard(
+        DUPLICATES.name, shard_key([], {"duplicates": dup_rows}, stage="duplicates")
+    )
     write_atomic(duplicates, dup_url, opts)
     tables = {
-        "recordings": commit_table(layout.table("recordings"), RECORDINGS, rec_parts, len(recordings), opts),
+        "recordings": commit_table(
+            layout.table("recordings"), RECORDINGS, rec_parts, len(recordings), opts
+        ),
         "rejects": commit_table(layout.table("rejects"), REJECTS, rej_parts, len(rejects), opts),
-        "duplicates": commit_table(layout.table("duplicates"), DUPLICATES, [dup_url], len(dup_rows), opts),
+        "duplicates": commit_table(
+            layout.table("duplicates"), DUPLICATES, [dup_url], len(dup_rows), opts
+        ),
     }
     reasons: Counter[str] = Counter()
     for o in outcomes:

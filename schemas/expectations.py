@@ -62,6 +62,7 @@ def _length_column(column: str) -> str:
 def build_suite(spec: TableSpec) -> Any:
     """A fresh ExpectationSuite for ``spec`` (also used to render Data Docs)."""
     gx = _gx()
+    _context()  # suites need an active context
     suite = gx.ExpectationSuite(name=f"spiritflow.{spec.name}.v{spec.version}")
     for rule in spec.rules:
         suite.add_expectation(build_expectation(rule))

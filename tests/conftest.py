@@ -67,13 +67,14 @@ def s3_server() -> Iterator[dict[str, object]]:
 
 @pytest.fixture
 def s3_bucket(s3_server: dict[str, object], request: pytest.FixtureRequest) -> Iterator[str]:
+    import boto3
     import s3fs
 
-    fs = s3fs.S3FileSystem(**s3_server)  # type: ignore[arg-type]
+    client_kwargs: dict[str, str] = s3_server["client_kwargs"]  # type: ignore[assignment]
     name = "sf-" + request.node.name.lower().replace("_", "-")[:40].strip("-")
-    fs.mkdir(name)
+    boto3.client("s3", endpoint_url=client_kwargs["endpoint_url"], region_name="us-east-1").create_bucket(Bucket=name)
     yield name
-    fs.rm(name, recursive=True)
+    s3fs.S3FileSystem(**s3_server).rm(name, recursive=True)  # type: ignore[arg-type]
     s3fs.S3FileSystem.clear_instance_cache()
 
 

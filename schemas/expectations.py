@@ -60,13 +60,13 @@ def _length_column(column: str) -> str:
 
 
 def build_suite(spec: TableSpec) -> Any:
-    """A fresh ExpectationSuite for ``spec`` (also used to render Data Docs)."""
+    """A fresh, unsaved ExpectationSuite for ``spec`` (also used to render Data Docs)."""
     gx = _gx()
-    _context()  # suites need an active context
-    suite = gx.ExpectationSuite(name=f"spiritflow.{spec.name}.v{spec.version}")
-    for rule in spec.rules:
-        suite.add_expectation(build_expectation(rule))
-    return suite
+    _context()  # expectations need an active context to exist
+    return gx.ExpectationSuite(
+        name=f"spiritflow.{spec.name}.v{spec.version}",
+        expectations=[build_expectation(rule) for rule in spec.rules],
+    )
 
 
 _DEFINITIONS: dict[str, Any] = {}

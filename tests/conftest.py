@@ -27,9 +27,13 @@ os.environ.update(
 )
 os.environ.pop("PREFECT_API_URL", None)
 
+import logging  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REFERENCE_AUDIO = FIXTURES / "reference-tiny" / "audio"
@@ -72,13 +76,17 @@ def s3_bucket(s3_server: dict[str, object], request: pytest.FixtureRequest) -> I
 
     client_kwargs: dict[str, str] = s3_server["client_kwargs"]  # type: ignore[assignment]
     name = "sf-" + request.node.name.lower().replace("_", "-")[:40].strip("-")
-    boto3.client("s3", endpoint_url=client_kwargs["endpoint_url"], region_name="us-east-1").create_bucket(Bucket=name)
+    boto3.client(
+        "s3", endpoint_url=client_kwargs["endpoint_url"], region_name="us-east-1"
+    ).create_bucket(Bucket=name)
     yield name
     s3fs.S3FileSystem(**s3_server).rm(name, recursive=True)  # type: ignore[arg-type]
     s3fs.S3FileSystem.clear_instance_cache()
 
 
-def tone(seconds: float, rate: int = 16_000, freq: float = 220.0, amp: float = 0.5, channels: int = 1) -> np.ndarray:
+def tone(
+    seconds: float, rate: int = 16_000, freq: float = 220.0, amp: float = 0.5, channels: int = 1
+) -> np.ndarray:
     t = np.arange(int(round(seconds * rate))) / rate
     wave = (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
     return wave if channels == 1 else np.stack([wave] * channels, axis=1)

@@ -146,5 +146,7 @@ def test_long_file_is_streamed_not_loaded(write_audio: WriteAudio) -> None:
     stats = inspect_audio(str(path))
     whole, _ = sf.read(str(path), dtype="float32")
     assert stats.frames == len(whole)
-    assert stats.rms == pytest.approx(float(np.sqrt(np.mean(whole.astype(np.float64) ** 2))), rel=1e-6)
+    assert stats.rms == pytest.approx(
+        float(np.sqrt(np.mean(whole.astype(np.float64) ** 2))), rel=1e-6
+    )
     assert stats.peak == pytest.approx(float(np.abs(whole).max()))

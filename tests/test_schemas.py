@@ -13,11 +13,28 @@ from storage.parquet import to_arrow
 
 def _recording(i: int, **overrides: object) -> dict[str, object]:
     row: dict[str, object] = {
-        "id": f"r{i}", "uri": f"/d/r{i}.wav", "sha256": f"{i:064x}", "bytes": 100, "format": "WAV",
-        "subtype": "PCM_16", "sample_rate": 16000, "channels": 1, "frames": 16000, "duration_s": 1.0,
-        "num_samples_16k": 16000, "peak": 0.5, "rms": 0.2, "clipped_share": 0.0, "silence_share": 0.1,
-        "text": None, "speaker": None, "emotion": None, "sentiment": "neutral", "split": None,
-        "words": [{"word": "hi", "start": 0.0, "end": 0.5}], "source_row": i,
+        "id": f"r{i}",
+        "uri": f"/d/r{i}.wav",
+        "sha256": f"{i:064x}",
+        "bytes": 100,
+        "format": "WAV",
+        "subtype": "PCM_16",
+        "sample_rate": 16000,
+        "channels": 1,
+        "frames": 16000,
+        "duration_s": 1.0,
+        "num_samples_16k": 16000,
+        "peak": 0.5,
+        "rms": 0.2,
+        "clipped_share": 0.0,
+        "silence_share": 0.1,
+        "text": None,
+        "speaker": None,
+        "emotion": None,
+        "sentiment": "neutral",
+        "split": None,
+        "words": [{"word": "hi", "start": 0.0, "end": 0.5}],
+        "source_row": i,
     }
     row.update(overrides)
     return row
@@ -45,7 +62,12 @@ def test_valid_table_passes() -> None:
 
 
 def test_failures_name_table_column_and_rows() -> None:
-    rows = [_recording(0), _recording(1, clipped_share=1.5), _recording(2, sha256="nothex"), _recording(3, id="r0")]
+    rows = [
+        _recording(0),
+        _recording(1, clipped_share=1.5),
+        _recording(2, sha256="nothex"),
+        _recording(3, id="r0"),
+    ]
     with pytest.raises(TableValidationError) as info:
         validate_frame(_frame(rows), RECORDINGS)
     text = str(info.value)
@@ -61,7 +83,16 @@ def test_list_lengths_are_checked() -> None:
 
 
 def test_value_sets_are_checked() -> None:
-    rows = [{"uri": "x", "id": None, "stage": "ingest", "reason": "sunspots", "error": "?", "source_row": None}]
+    rows = [
+        {
+            "uri": "x",
+            "id": None,
+            "stage": "ingest",
+            "reason": "sunspots",
+            "error": "?",
+            "source_row": None,
+        }
+    ]
     with pytest.raises(TableValidationError, match="column 'reason'"):
         validate_frame(to_arrow(rows, REJECTS).to_pandas(), REJECTS)
 

@@ -20,7 +20,9 @@ def _jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
     return path
 
 
-def test_folder_is_walked_recursively_with_ids_from_paths(tmp_path: Path, write_audio: WriteAudio) -> None:
+def test_folder_is_walked_recursively_with_ids_from_paths(
+    tmp_path: Path, write_audio: WriteAudio
+) -> None:
     write_audio("corpus/spk1/a.wav")
     write_audio("corpus/spk2/b.flac")
     write_audio("corpus/.hidden/c.wav")
@@ -43,10 +45,23 @@ def test_stsp_manifest_loads_as_is(tmp_path: Path, write_audio: WriteAudio) -> N
     write_audio("stsp/wavs/emov/0001.wav")
     write_audio("stsp/wavs/emov/0002.wav")
     rows = [
-        {"id": "emov_1", "wav_path": "wavs/emov/0001.wav", "asr": "i am so happy", "emotion": "amused",
-         "split": "test", "speaker": "bea"},
-        {"id": "emov_2", "wav_path": "wavs/emov/0002.wav", "asr": "go away", "emotion": "angry",
-         "sentiment": "negative", "split": "test", "speaker": "sam"},
+        {
+            "id": "emov_1",
+            "wav_path": "wavs/emov/0001.wav",
+            "asr": "i am so happy",
+            "emotion": "amused",
+            "split": "test",
+            "speaker": "bea",
+        },
+        {
+            "id": "emov_2",
+            "wav_path": "wavs/emov/0002.wav",
+            "asr": "go away",
+            "emotion": "angry",
+            "sentiment": "negative",
+            "split": "test",
+            "speaker": "sam",
+        },
     ]
     manifest = _jsonl(tmp_path / "stsp" / "manifest" / "emov.test.jsonl", rows)
     plan = plan_source(str(manifest), data_root=str(tmp_path / "stsp"))
@@ -61,8 +76,14 @@ def test_stsp_manifest_loads_as_is(tmp_path: Path, write_audio: WriteAudio) -> N
 def test_tabular_manifests(tmp_path: Path, write_audio: WriteAudio, fmt: str) -> None:
     write_audio("d/a.wav")
     write_audio("d/b.wav")
-    df = pd.DataFrame({"id": ["a", "b"], "path": ["a.wav", "b.wav"], "text": ["hello", None],
-                       "words": [json.dumps([{"word": "hello", "start": 0.1, "end": 0.4}]), None]})
+    df = pd.DataFrame(
+        {
+            "id": ["a", "b"],
+            "path": ["a.wav", "b.wav"],
+            "text": ["hello", None],
+            "words": [json.dumps([{"word": "hello", "start": 0.1, "end": 0.4}]), None],
+        }
+    )
     path = tmp_path / "d" / f"m.{fmt}"
     if fmt == "parquet":
         df.to_parquet(path)
@@ -107,12 +128,17 @@ def test_bad_rows_name_row_and_column(tmp_path: Path, write_audio: WriteAudio) -
     write_audio("m/a.wav")
     manifest = tmp_path / "m" / "m.jsonl"
     manifest.write_text(
-        json.dumps({"id": "a", "path": "a.wav"}) + "\n"
+        json.dumps({"id": "a", "path": "a.wav"})
+        + "\n"
         + "{not json\n"
-        + json.dumps({"id": "b", "path": ""}) + "\n"
-        + json.dumps({"id": "c", "path": "a.wav", "sentiment": "joyful"}) + "\n"
-        + json.dumps({"id": "d", "path": "a.wav", "words": [{"word": "x", "start": 2, "end": 1}]}) + "\n"
-        + json.dumps({"id": "e", "path": "missing.wav"}) + "\n"
+        + json.dumps({"id": "b", "path": ""})
+        + "\n"
+        + json.dumps({"id": "c", "path": "a.wav", "sentiment": "joyful"})
+        + "\n"
+        + json.dumps({"id": "d", "path": "a.wav", "words": [{"word": "x", "start": 2, "end": 1}]})
+        + "\n"
+        + json.dumps({"id": "e", "path": "missing.wav"})
+        + "\n"
     )
     plan = plan_source(str(manifest))
     assert [i.id for i in plan.items] == ["a"]
@@ -127,7 +153,9 @@ def test_bad_rows_name_row_and_column(tmp_path: Path, write_audio: WriteAudio) -
 def test_duplicate_ids_are_a_clear_error(tmp_path: Path, write_audio: WriteAudio) -> None:
     write_audio("m/a.wav")
     write_audio("m/b.wav")
-    manifest = _jsonl(tmp_path / "m" / "m.jsonl", [{"id": "x", "path": "a.wav"}, {"id": "x", "path": "b.wav"}])
+    manifest = _jsonl(
+        tmp_path / "m" / "m.jsonl", [{"id": "x", "path": "a.wav"}, {"id": "x", "path": "b.wav"}]
+    )
     with pytest.raises(ManifestError, match=r"id 'x': row 1 and row 2"):
         plan_source(str(manifest))
 

@@ -21,7 +21,14 @@ from storage.parquet import commit_table, read_table, to_arrow, write_atomic
 
 def _rejects(n: int, start: int = 0) -> pa.Table:
     rows = [
-        {"uri": f"f{i}.wav", "id": f"f{i}", "stage": "ingest", "reason": "missing", "error": "gone", "source_row": i}
+        {
+            "uri": f"f{i}.wav",
+            "id": f"f{i}",
+            "stage": "ingest",
+            "reason": "missing",
+            "error": "gone",
+            "source_row": i,
+        }
         for i in range(start, start + n)
     ]
     return to_arrow(rows, REJECTS)
@@ -42,17 +49,27 @@ def test_layout_builds_every_url_from_the_root(root: str, expected: str) -> None
     assert layout.report("ingest-summary.json").endswith("/reports/ingest-summary.json")
 
 
-def test_relative_local_root_becomes_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_local_root_becomes_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert RunLayout.at("runs/x").root == str(tmp_path / "runs" / "x")
 
 
 def test_storage_options_parse_nested_and_typed() -> None:
-    opts = parse_storage_options(["anon=false", "client_kwargs.endpoint_url=http://127.0.0.1:9", "max_concurrency=4"])
-    assert opts == {"anon": False, "client_kwargs": {"endpoint_url": "http://127.0.0.1:9"}, "max_concurrency": 4}
+    opts = parse_storage_options(
+        ["anon=false", "client_kwargs.endpoint_url=http://127.0.0.1:9", "max_concurrency=4"]
+    )
+    assert opts == {
+        "anon": False,
+        "client_kwargs": {"endpoint_url": "http://127.0.0.1:9"},
+        "max_concurrency": 4,
+    }
 
 
-@pytest.mark.parametrize("pair", ["secret=abc", "key=AKIA", "client_kwargs.aws_secret_access_key=x", "noequals"])
+@pytest.mark.parametrize(
+    "pair", ["secret=abc", "key=AKIA", "client_kwargs.aws_secret_access_key=x", "noequals"]
+)
 def test_storage_options_refuse_secrets_and_garbage(pair: str) -> None:
     with pytest.raises(StorageOptionError):
         parse_storage_options([pair])
@@ -62,7 +79,9 @@ def test_redact_hides_credentials_from_the_environment() -> None:
     assert "testing-secret-value" not in redact("boom with testing-secret-value inside")
 
 
-def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_atomic_write_leaves_nothing_on_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "t" / "k" / "part-00000.parquet"
 
     def crash(table: pa.Table, where: str, filesystem: Any = None) -> None:

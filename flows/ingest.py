@@ -9,6 +9,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.params import IngestParams
 from flows.progress import completed_with_progress
+from schemas.expectations import prepare_in_background
+from schemas.tables import DUPLICATES, RECORDINGS, REJECTS
 from storage.layout import RunLayout
 from tasks.ingest import (
     IngestSummary,
@@ -27,6 +29,7 @@ def _cache_params(params: IngestParams) -> dict[str, object]:
 @flow(name="ingest", persist_result=False, validate_parameters=True)
 def ingest_flow(params: IngestParams) -> IngestSummary:
     started = time.time()
+    prepare_in_background(RECORDINGS, REJECTS, DUPLICATES)  # GE import overlaps the shards
     layout = RunLayout.at(params.out, params.storage_options)
     cache = _cache_params(params)
     plan, shards = plan_ingest(

@@ -6,9 +6,9 @@ ten offending rows (by the table's row id), so a data engineer can find them wit
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
+import threading
 from typing import Any
 
 import pandas as pd
@@ -35,13 +35,32 @@ def _gx() -> Any:
     return gx
 
 
-@functools.cache
+_LOCK = threading.RLock()
+
+
+def prepare_in_background(*specs: TableSpec) -> threading.Thread:
+    """Import GE and build the suites on a thread (GE's import takes seconds) while work runs."""
+
+    def _prepare() -> None:
+        for spec in specs:
+            _validation_definition(spec.name, spec)
+
+    thread = threading.Thread(target=_prepare, name="gx-prepare", daemon=True)
+    thread.start()
+    return thread
+
+
+_CONTEXT: list[Any] = []
+
+
 def _context() -> Any:
     """One ephemeral GE context per process (creating one costs about a second)."""
-    gx = _gx()
-    ctx = gx.get_context(mode="ephemeral")
-    ctx.variables.progress_bars = {"globally": False, "metric_calculations": False}
-    return ctx
+    with _LOCK:
+        if not _CONTEXT:
+            ctx = _gx().get_context(mode="ephemeral")
+            ctx.variables.progress_bars = {"globally": False, "metric_calculations": False}
+            _CONTEXT.append(ctx)
+        return _CONTEXT[0]
 
 
 def build_expectation(rule: Rule) -> Any:
@@ -73,19 +92,22 @@ _DEFINITIONS: dict[str, Any] = {}
 
 
 def _validation_definition(spec_name: str, spec: TableSpec) -> Any:
-    if spec_name in _DEFINITIONS:
+    with _LOCK:
+        if spec_name not in _DEFINITIONS:
+            _DEFINITIONS[spec_name] = _new_definition(spec_name, spec)
         return _DEFINITIONS[spec_name]
+
+
+def _new_definition(spec_name: str, spec: TableSpec) -> Any:
     gx = _gx()
     ctx = _context()
     source = ctx.data_sources.add_pandas(name=f"spiritflow-{spec_name}")
     asset = source.add_dataframe_asset(name=spec_name)
     batch = asset.add_batch_definition_whole_dataframe(f"{spec_name}-whole")
     suite = ctx.suites.add(build_suite(spec))
-    definition = ctx.validation_definitions.add(
+    return ctx.validation_definitions.add(
         gx.ValidationDefinition(name=f"validate-{spec_name}", data=batch, suite=suite)
     )
-    _DEFINITIONS[spec_name] = definition
-    return definition
 
 
 def _gx_frame(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:

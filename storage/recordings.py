@@ -48,13 +48,19 @@ def shard_key(items: Iterable[SourceItem], params: Mapping[str, Any], stage: str
 def plan_shards(
     items: Sequence[SourceItem], target_size: int, params: Mapping[str, Any]
 ) -> list[Shard]:
-    """Group items (sorted by id) into content-defined shards of about ``target_size`` files."""
-    target = max(1, target_size)
+    """Group items (sorted by id) into content-defined shards of ``target_size/2 … 2·target_size``.
+
+    A shard ends after an id whose hash is 0 modulo ``target_size/2`` once it holds at least
+    ``target_size/2`` items (or at ``2·target_size``): boundaries follow content, not positions.
+    """
+    low = max(1, target_size // 2)
+    high = max(1, 2 * target_size)
     shards: list[Shard] = []
     current: list[SourceItem] = []
     for item in sorted(items, key=lambda i: i.id):
         current.append(item)
-        if _stable_hash(item.id) % target == 0 or len(current) >= 4 * target:
+        at_boundary = _stable_hash(item.id) % low == 0 and len(current) >= low
+        if at_boundary or len(current) >= high:
             shards.append(Shard(shard_key(current, params), tuple(current)))
             current = []
     if current:

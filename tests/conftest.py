@@ -87,7 +87,7 @@ def s3_bucket(s3_server: dict[str, object], request: pytest.FixtureRequest) -> I
 def tone(
     seconds: float, rate: int = 16_000, freq: float = 220.0, amp: float = 0.5, channels: int = 1
 ) -> np.ndarray:
-    t = np.arange(int(round(seconds * rate))) / rate
+    t = np.arange(round(seconds * rate)) / rate
     wave = (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
     return wave if channels == 1 else np.stack([wave] * channels, axis=1)
 

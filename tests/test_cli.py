@@ -1,0 +1,97 @@
+"""The command line: help on every command, exit codes, and the printed summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import WriteAudio
+
+from flows.cli import EXIT_NOTHING_READABLE, EXIT_OK, EXIT_USAGE, build_parser, main
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["ingest", "--help"]])
+def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: spiritflow" in out
+    if argv[0] == "ingest":
+        for flag in (
+            "--out",
+            "--data-root",
+            "--min-duration-s",
+            "--shard-size",
+            "--storage-option",
+            "--dask-address",
+            "--workers",
+        ):
+            assert flag in out
+
+
+def test_every_command_has_help() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, cmd in sub.choices.items():  # type: ignore[union-attr]
+        assert cmd.description, name
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--storage-option", "secret=abc"], "credential"),
+        (["--storage-option", "nonsense"], "KEY=VALUE"),
+        (["--shard-size", "0"], "--shard_size"),
+    ],
+)
+def test_usage_errors_exit_2(
+    tmp_path: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["ingest", str(tmp_path), "--out", str(tmp_path / "o"), *extra])
+    assert code == EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+def test_missing_source_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["ingest", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--workers", "1"])
+    assert code == EXIT_NOTHING_READABLE
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_cli_prints_summary_and_exit_codes(
+    tmp_path: Path, write_audio: WriteAudio, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_audio("ok/a.wav")
+    (tmp_path / "ok" / "b.wav").write_bytes(b"")
+    code = main(["ingest", str(tmp_path / "ok"), "--out", str(tmp_path / "o"), "--workers", "1"])
+    out = capsys.readouterr().out
+    assert code == EXIT_OK
+    assert (
+        "good recordings : 1" in out
+        and "empty" in out
+        and str(tmp_path / "o" / "recordings") in out
+    )
+    code = main(["ingest", str(tmp_path / "ok"), "--out", str(tmp_path / "o"), "--workers", "1"])
+    assert "all reused (nothing recomputed)" in capsys.readouterr().out
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.wav").write_bytes(b"")
+    assert (
+        main(["ingest", str(tmp_path / "bad"), "--out", str(tmp_path / "o2"), "--workers", "1"])
+        == 1
+    )
+
+
+def test_prefect_yaml_deployments_point_at_real_flows() -> None:
+    import importlib
+
+    config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    assert config["deployments"]
+    for dep in config["deployments"]:
+        module, _, attr = dep["entrypoint"].partition(":")
+        flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
+        flow.validate_parameters(dep["parameters"])  # raises if the parameters do not fit the flow
+        assert dep["work_pool"]["name"] == "spiritflow-process"

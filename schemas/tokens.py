@@ -122,13 +122,13 @@ def string_to_units(
     hubert: list[int | None] = []
     pitch: list[int | None] = []
     style: list[int | None] = []
-    first = {"Hu": None, "Pi": None, "St": None}
+    first: dict[str, int | None] = {"Hu": None, "Pi": None, "St": None}
     prev_hu = prev_pi = prev_st = None
     prev_is_pitch = False
     for match in _UNIT_RE.finditer(text):
         kind, code = match.group(1), int(match.group(2))
         if first[kind] is None:
-            first[kind] = code  # type: ignore[assignment]
+            first[kind] = code
         if kind == "Hu":
             hubert.append(code)
             pitch.append(prev_pi)
@@ -143,13 +143,18 @@ def string_to_units(
         else:
             prev_st = code
     if first["Pi"] is not None and first["St"] is None:
-        first["St"] = DEFAULT_STYLE  # type: ignore[assignment]
-    units: dict[str, list[int]] = {"hubert": [first["Hu"] if h is None else h for h in hubert]}  # type: ignore[misc]
+        first["St"] = DEFAULT_STYLE
+    units = {"hubert": _filled(hubert, first["Hu"])}
     if first["Pi"] is not None:
-        units["pitch"] = [first["Pi"] if p is None else p for p in pitch]  # type: ignore[misc]
+        units["pitch"] = _filled(pitch, first["Pi"])
     if first["St"] is not None:
-        units["style"] = [first["St"] if s is None else s for s in style]  # type: ignore[misc]
+        units["style"] = _filled(style, first["St"])
     return units
+
+
+def _filled(values: list[int | None], default: int | None) -> list[int]:
+    """Missing values take the stream's first value (never None once the stream has a token)."""
+    return [int(default if v is None else v) for v in values if v is not None or default is not None]
 
 
 def _modality(value: str) -> str:

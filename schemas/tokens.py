@@ -154,7 +154,12 @@ def string_to_units(
 
 def _filled(values: list[int | None], default: int | None) -> list[int]:
     """Missing values take the stream's first value (never None once the stream has a token)."""
-    return [int(default if v is None else v) for v in values if v is not None or default is not None]
+    out: list[int] = []
+    for value in values:
+        chosen = default if value is None else value
+        if chosen is not None:
+            out.append(chosen)
+    return out
 
 
 def _modality(value: str) -> str:

@@ -1,0 +1,110 @@
+"""Safe loading of the released checkpoint formats: tensors only, configs without ``eval``.
+
+``torch.load(weights_only=True)`` refuses pickled code; ``.safetensors`` is preferred when present.
+Every loaded file gets a sha256 fingerprint that the rows it produces carry.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.errors import CheckpointError
+
+CHECKPOINTS_ENV = "SPIRITLM_CHECKPOINTS_DIR"
+
+
+def checkpoints_dir(path: str | os.PathLike[str] | None = None) -> Path:
+    """``path``, else ``$SPIRITLM_CHECKPOINTS_DIR``; a clear error when neither is usable."""
+    chosen = path or os.environ.get(CHECKPOINTS_ENV)
+    if not chosen:
+        raise CheckpointError(f"no checkpoints: pass --checkpoints DIR or set {CHECKPOINTS_ENV}")
+    root = Path(chosen).expanduser()
+    if not root.is_dir():
+        raise CheckpointError(f"{root}: checkpoints folder not found")
+    return root
+
+
+def require(path: Path) -> Path:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    return path
+
+
+def load_tensors(path: Path) -> Any:
+    """Load a ``.pt``/``.bin`` (weights only) or ``.safetensors`` file; errors name the file."""
+    require(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure here means a bad file
+        raise CheckpointError(
+            f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def weights_file(folder: Path, stem: str = "pytorch_model") -> Path:
+    """``model.safetensors`` when present, else ``<stem>.bin`` (the HF conventions)."""
+    for candidate in (
+        folder / "model.safetensors",
+        folder / f"{stem}.safetensors",
+        folder / f"{stem}.bin",
+    ):
+        if candidate.is_file():
+            return candidate
+    raise CheckpointError(f"{folder}: no model.safetensors or {stem}.bin")
+
+
+@functools.lru_cache(maxsize=64)
+def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprint(path: Path) -> str:
+    """sha256 of a checkpoint file (cached by path, size and mtime)."""
+    st = require(path).stat()
+    return _fingerprint(str(path), st.st_size, st.st_mtime_ns)
+
+
+def _eval_node(node: ast.AST) -> Any:
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return node.value
+    if isinstance(node, ast.List):
+        return [_eval_node(e) for e in node.elts]
+    if isinstance(node, ast.Tuple):
+        return tuple(_eval_node(e) for e in node.elts)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
+        left, right = _eval_node(node.left), _eval_node(node.right)
+        if isinstance(node.op, ast.Add) and isinstance(left, list) and isinstance(right, list):
+            return left + right
+        if isinstance(node.op, ast.Mult) and isinstance(left, list) and isinstance(right, int):
+            return left * right
+        if isinstance(node.op, ast.Mult) and isinstance(left, int) and isinstance(right, list):
+            return right * left
+    raise ValueError(f"unsupported expression: {ast.dump(node)[:80]}")
+
+
+def parse_layer_spec(text: str) -> list[tuple[int, ...]]:
+    """Evaluate ``"[(512,10,5)] + [(512,3,2)] * 4"`` safely (lists, tuples, numbers, + and * only)."""
+    try:
+        value = _eval_node(ast.parse(text, mode="eval").body)
+    except (SyntaxError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"conv_feature_layers {text[:60]!r}: {exc}") from exc
+    if not isinstance(value, list) or not all(isinstance(t, tuple) and len(t) == 3 for t in value):
+        raise CheckpointError(
+            f"conv_feature_layers {text[:60]!r}: expected a list of (dim, kernel, stride)"
+        )
+    return value

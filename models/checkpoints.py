@@ -46,7 +46,7 @@ def load_tensors(path: Path) -> Any:
 
             return load_file(str(path), device="cpu")
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure here means a bad file
+    except Exception as exc:
         raise CheckpointError(
             f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc})"
         ) from exc

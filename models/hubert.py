@@ -133,9 +133,9 @@ def convert_state_dict(
 class HubertFeatures(nn.Module):
     """Layer-``output_layer`` features; the conv front-end runs per utterance so padding never leaks."""
 
-    def __init__(self, model: nn.Module, normalize: bool, hop: int) -> None:
+    def __init__(self, model: Any, normalize: bool, hop: int) -> None:
         super().__init__()
-        self.model = model.eval().requires_grad_(False)
+        self.model: Any = model.eval().requires_grad_(False)
         self.normalize = normalize
         self.hop = hop
 
@@ -151,7 +151,7 @@ class HubertFeatures(nn.Module):
         model_cfg = dict(ckpt["model_cfg"])
         task_cfg = dict(ckpt.get("task_cfg") or {})
         config = hubert_config(model_cfg, output_layer)
-        model = HubertModel(config)
+        model: Any = HubertModel(config)
         state = convert_state_dict(ckpt["model_weight"], output_layer)
         proj = "feature_projection.projection.weight"
         if proj not in state:

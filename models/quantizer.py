@@ -67,6 +67,9 @@ class LinearQuantizer(nn.Module):
 class KMeansQuantizer(nn.Module):
     """Nearest centroid (squared euclidean distance), from ``cluster_centers``/``n_clusters``."""
 
+    centers_t: torch.Tensor
+    center_norms: torch.Tensor
+
     def __init__(self, centers: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("centers_t", centers.t().contiguous())

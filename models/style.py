@@ -44,15 +44,22 @@ class StyleEncoder(nn.Module):
         config = Wav2Vec2Config.from_json_file(str(require(folder / "config.json")))
         config._attn_implementation = "eager"
         model: Any = Wav2Vec2ForSequenceClassification(config)
-        state = {k: v for k, v in load_tensors(weights_file(folder)).items() if k != "_float_tensor"}
-        for old, new in (("weight_g", "parametrizations.weight.original0"), ("weight_v", "parametrizations.weight.original1")):
+        state = {
+            k: v for k, v in load_tensors(weights_file(folder)).items() if k != "_float_tensor"
+        }
+        for old, new in (
+            ("weight_g", "parametrizations.weight.original0"),
+            ("weight_v", "parametrizations.weight.original1"),
+        ):
             key = f"wav2vec2.encoder.pos_conv_embed.conv.{old}"
             if key in state:
                 state[f"wav2vec2.encoder.pos_conv_embed.conv.{new}"] = state.pop(key)
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [k for k in missing if k != "wav2vec2.masked_spec_embed"]
         if missing or unexpected:
-            raise CheckpointError(f"{folder}: style encoder state dict mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise CheckpointError(
+                f"{folder}: style encoder state dict mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
         return cls(model)
 
     def _pool(self, projected: torch.Tensor) -> torch.Tensor:
@@ -75,7 +82,10 @@ class StyleEncoder(nn.Module):
             states = [w2v.encoder(hidden[0][None]).last_hidden_state[0]]
         else:
             padded = nn.utils.rnn.pad_sequence(hidden, batch_first=True)
-            mask = torch.arange(padded.shape[1], device=device)[None, :] < torch.tensor(lengths, device=device)[:, None]
+            mask = (
+                torch.arange(padded.shape[1], device=device)[None, :]
+                < torch.tensor(lengths, device=device)[:, None]
+            )
             out = w2v.encoder(padded, attention_mask=mask).last_hidden_state
             states = [out[i, :n] for i, n in enumerate(lengths)]
         codes = []

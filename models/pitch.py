@@ -1,0 +1,181 @@
+"""Pitch units (Expressive): FCPE F0 at 200 Hz, utterance mean removed, VQ-VAE codes at 12.5 Hz.
+
+The VQ-VAE (jukebox / speech-resynthesis style) is built from ``config.yaml``; only its encoder and
+codebook are needed to tokenize. FCPE is torchfcpe's bundled model (no download).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from models.checkpoints import load_tensors, require
+from models.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+HOP = 80  # F0 frames at 200 Hz for 16 kHz audio
+F0_MIN, F0_MAX, THRESHOLD = 50.0, 1100.0, 0.05
+FEATURES = ("f0_interp,vuv", "f0,vuv", "norm_f0_interp,vuv", "norm_f0,vuv")
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, width: int, inner: int, dilation: int) -> None:
+        super().__init__()
+        self.model = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv1d(width, inner, 3, padding=dilation, dilation=dilation),
+            nn.ReLU(),
+            nn.Conv1d(inner, width, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.model(x)
+
+
+class _Resnet(nn.Module):
+    def __init__(self, width: int, depth: int, m_conv: float, growth: int) -> None:
+        super().__init__()
+        self.model = nn.Sequential(
+            *[_ResBlock(width, int(m_conv * width), growth**j) for j in range(depth)]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class _EncoderLevel(nn.Module):
+    def __init__(self, p: dict[str, Any]) -> None:
+        super().__init__()
+        stride = int(p["strides_t"][0])
+        width = int(p["width"])
+        blocks: list[nn.Module] = []
+        for i in range(int(p["downs_t"][0])):
+            c_in = int(p["input_emb_width"]) if i == 0 else width
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv1d(c_in, width, 2 * stride, stride, stride // 2),
+                    _Resnet(
+                        width,
+                        int(p["depth"]),
+                        float(p.get("m_conv", 1.0)),
+                        int(p.get("dilation_growth_rate", 1)),
+                    ),
+                )
+            )
+        blocks.append(nn.Conv1d(width, int(p["output_emb_width"]), 3, 1, 1))
+        self.model = nn.Sequential(*blocks)
+
+
+class F0VQEncoder(nn.Module):
+    """VQ-VAE encoder + codebook: (1, 2, T) [f0, vuv] → codes (T // 16,)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        enc = config["encoder_params"]
+        if int(enc.get("levels", 1)) != 1 or len(enc["downs_t"]) != 1:
+            raise CheckpointError(
+                "only single-level F0 VQ-VAEs are supported (the released one has 1 level)"
+            )
+        self.level = _EncoderLevel(enc)
+        vq = config["vq_params"]
+        self.register_buffer("codebook", torch.zeros(int(vq["l_bins"]), int(vq["emb_width"])))
+        self.normalize = bool(config.get("speaker_norm")) or "norm_" in str(
+            config.get("features", "")
+        )
+        if config.get("features") not in FEATURES:
+            raise CheckpointError(
+                f"unsupported F0 features {config.get('features')!r}; expected one of {FEATURES}"
+            )
+
+    codebook: torch.Tensor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.level.model(x)[0].t()  # (L, C)
+        dist = (
+            z.pow(2).sum(-1, keepdim=True)
+            - 2 * z @ self.codebook.t()
+            + self.codebook.t().pow(2).sum(0, keepdim=True)
+        )
+        return dist.argmin(dim=-1)
+
+
+class PitchEncoder(nn.Module):
+    """FCPE F0 → [f0 − mean(voiced f0), vuv] → VQ-VAE codes at 12.5 Hz."""
+
+    def __init__(self, vq: F0VQEncoder, fcpe: Any) -> None:
+        super().__init__()
+        self.vq = vq.eval().requires_grad_(False)
+        self.fcpe = fcpe
+
+    @classmethod
+    def from_dir(cls, folder: Path, device: str | torch.device = "cpu") -> PitchEncoder:
+        cfg_path = require(folder / "config.yaml")
+        try:
+            config = yaml.safe_load(cfg_path.read_text())
+        except yaml.YAMLError as exc:
+            raise CheckpointError(f"{cfg_path}: invalid YAML ({exc})") from exc
+        vq = F0VQEncoder(config)
+        ckpt = load_tensors(folder / "model.pt")
+        if not isinstance(ckpt, dict) or "model" not in ckpt:
+            raise CheckpointError(
+                f"{folder / 'model.pt'}: expected a dict with a 'model' state dict"
+            )
+        state = {"codebook": ckpt["model"].get("vq.level_blocks.0.k")}
+        prefix = "encoder.level_blocks.0."
+        state.update(
+            {
+                k[len(prefix) :].replace("model.", "level.model.", 1): v
+                for k, v in ckpt["model"].items()
+                if k.startswith(prefix)
+            }
+        )
+        if state["codebook"] is None:
+            raise CheckpointError(f"{folder / 'model.pt'}: no codebook vq.level_blocks.0.k")
+        try:
+            vq.load_state_dict(state)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{folder / 'model.pt'}: does not fit {cfg_path}: {exc}") from exc
+        from torchfcpe import spawn_bundled_infer_model
+
+        return cls(vq.to(device), spawn_bundled_infer_model(device=str(device)))
+
+    def f0(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f0 Hz, vuv) at 200 Hz, ``len(wav) // 80 + 1`` frames; unvoiced frames interpolated."""
+        target = wav.numel() // HOP + 1
+        x = wav.reshape(1, -1, 1).float().to(self.vq.codebook.device)
+        kwargs = dict(
+            sr=16000,
+            decoder_mode="local_argmax",
+            threshold=THRESHOLD,
+            f0_min=F0_MIN,
+            f0_max=F0_MAX,
+            output_interp_target_length=target,
+            retur_uv=True,
+        )
+        try:
+            f0, uv = self.fcpe.infer(x, interp_uv=True, **kwargs)
+        except IndexError:
+            # No voiced frame at all (silence): FCPE cannot interpolate; keep f0 = 0 and vuv = 0.
+            f0, uv = self.fcpe.infer(x, interp_uv=False, **kwargs)
+        return f0.reshape(-1).float(), (1.0 - uv.reshape(-1)).float()
+
+    @torch.inference_mode()
+    def forward(self, wavs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """One code sequence per waveform (FCPE runs per utterance: batching it changes F0 slightly)."""
+        codes = []
+        for wav in wavs:
+            f0, vuv = self.f0(wav)
+            if self.vq.normalize:
+                voiced = f0[vuv != 0]
+                if voiced.numel():
+                    mean = voiced.mean()
+                    f0 = torch.where(f0 != 0, f0 - mean, f0)
+            codes.append(self.vq(torch.stack([f0, vuv])[None]))
+        return codes

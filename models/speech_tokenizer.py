@@ -1,0 +1,172 @@
+"""SpeechTokenizer: audio ↔ SpiRit-LM units and token strings, from the released checkpoint layout.
+
+Audio is cut into 100 s chunks; chunks shorter than 1280 samples (80 ms) are skipped, as in the
+reference; units of the chunks are concatenated. Batched encoding gives exactly the units of
+one-at-a-time encoding (HuBERT's and the style encoder's conv front-ends run per chunk).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from models.checkpoints import checkpoints_dir, fingerprint, require, weights_file
+from models.device import resolve
+from models.errors import CheckpointError
+from models.hifigan import DEFAULT_SPEAKER, Vocoder
+from models.hubert import HubertFeatures
+from models.pitch import PitchEncoder
+from models.quantizer import load_quantizer
+from models.style import StyleEncoder
+from schemas.tokens import string_to_units, units_to_string
+
+SAMPLE_RATE = 16_000
+MAX_CHUNK = 100 * SAMPLE_RATE
+MIN_CHUNK = 1280
+Variant = Literal["base", "expressive"]
+
+HUBERT = "speech_tokenizer/hubert_25hz/mhubert_base_25hz.pt"
+QUANTIZER = "speech_tokenizer/hubert_25hz/L11_quantizer_500.pt"
+PITCH_DIR = "speech_tokenizer/vqvae_f0_quantizer"
+STYLE_DIR = "speech_tokenizer/style_encoder_w2v2"
+VOCODER_DIRS = {
+    "base": "speech_tokenizer/hifigan_spiritlm_base",
+    "expressive": "speech_tokenizer/hifigan_spiritlm_expressive_w2v2",
+}
+Units = dict[str, list[int]]
+
+
+def as_mono(wav: np.ndarray | torch.Tensor, channel: int | None = None) -> torch.Tensor:
+    """1-D float32 tensor; (channels, samples) input is averaged unless a channel is chosen."""
+    x = torch.as_tensor(wav).float().squeeze()
+    if x.ndim == 2:
+        if x.shape[0] > x.shape[1]:
+            x = x.t()  # (samples, channels) as soundfile returns it
+        x = x.mean(0) if channel is None else x[channel]
+    if x.ndim != 1:
+        raise ValueError(f"expected mono or (channels, samples) audio, got shape {tuple(x.shape)}")
+    return x.contiguous()
+
+
+def chunks(wav: torch.Tensor) -> list[torch.Tensor]:
+    """100 s pieces, without those shorter than 80 ms."""
+    return [c for c in torch.split(wav, MAX_CHUNK) if c.numel() >= MIN_CHUNK]
+
+
+@dataclass
+class SpeechTokenizer:
+    """Units and strings for the ``base`` (HuBERT) or ``expressive`` (HuBERT + pitch + style) variant."""
+
+    variant: Variant
+    hubert: HubertFeatures
+    quantizer: torch.nn.Module
+    pitch: PitchEncoder | None
+    style: StyleEncoder | None
+    vocoder: Vocoder | None
+    fingerprints: dict[str, str]
+    device: torch.device
+
+    @classmethod
+    def from_checkpoint_dir(
+        cls,
+        path: str | Path | None = None,
+        variant: Variant = "base",
+        device: str | torch.device | None = None,
+        hubert_layer: int = 11,
+        quantizer: str | Path | None = None,
+        with_vocoder: bool = True,
+    ) -> SpeechTokenizer:
+        """Load from ``path`` (or ``$SPIRITLM_CHECKPOINTS_DIR``); ``quantizer`` may point at a k-means file."""
+        if variant not in ("base", "expressive"):
+            raise CheckpointError(f"unknown variant {variant!r}: expected base or expressive")
+        root = checkpoints_dir(path)
+        dev = resolve(device)
+        # Every file the variant needs is checked before anything loads (fail fast, name the file).
+        files = {
+            "hubert": require(root / HUBERT),
+            "quantizer": require(Path(quantizer) if quantizer else root / QUANTIZER),
+        }
+        if variant == "expressive":
+            require(root / PITCH_DIR / "config.yaml")
+            files["pitch"] = require(root / PITCH_DIR / "model.pt")
+            require(root / STYLE_DIR / "config.json")
+            files["style"] = weights_file(root / STYLE_DIR)
+        vocoder_dir = root / VOCODER_DIRS[variant]
+        if with_vocoder and vocoder_dir.is_dir():
+            files["vocoder"] = require(vocoder_dir / "generator.pt")
+        hubert = HubertFeatures.from_checkpoint(files["hubert"], hubert_layer).to(dev)
+        quant = load_quantizer(files["quantizer"]).to(dev)
+        pitch = style = None
+        if variant == "expressive":
+            pitch = PitchEncoder.from_dir(root / PITCH_DIR, dev)
+            style = StyleEncoder.from_dir(root / STYLE_DIR).to(dev)
+        vocoder = None
+        if "vocoder" in files:
+            vocoder = Vocoder.from_dir(vocoder_dir).to(dev)
+            if vocoder.expressive != (variant == "expressive"):
+                raise CheckpointError(f"{files['vocoder']}: is not a {variant} vocoder")
+        prints = {name: fingerprint(p) for name, p in files.items()}
+        return cls(variant, hubert, quant, pitch, style, vocoder, prints, dev)
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        return ("hubert", "pitch", "style") if self.variant == "expressive" else ("hubert",)
+
+    def encode_units(self, wav: np.ndarray | torch.Tensor, channel: int | None = None) -> Units:
+        return self.encode_units_batch([wav], channel=channel)[0]
+
+    @torch.inference_mode()
+    def encode_units_batch(
+        self,
+        wavs: Sequence[np.ndarray | torch.Tensor],
+        channel: int | None = None,
+        max_batch: int = 8,
+    ) -> list[Units]:
+        """Units for many waveforms; chunks are grouped by length, ``max_batch`` per forward pass."""
+        pieces: list[tuple[int, torch.Tensor]] = []
+        for i, wav in enumerate(wavs):
+            pieces.extend((i, c.to(self.device)) for c in chunks(as_mono(wav, channel)))
+        order = sorted(range(len(pieces)), key=lambda k: pieces[k][1].numel())
+        results: dict[int, dict[str, list[int]]] = {}
+        for start in range(0, len(order), max(1, max_batch)):
+            group = order[start : start + max(1, max_batch)]
+            audio = [pieces[k][1] for k in group]
+            out = {"hubert": [self.quantizer(f) for f in self.hubert(audio)]}
+            if self.pitch is not None and self.style is not None:
+                out["pitch"] = self.pitch(audio)
+                out["style"] = self.style(audio)
+            for j, k in enumerate(group):
+                results[k] = {name: out[name][j].tolist() for name in out}
+        merged: list[Units] = [{name: [] for name in self.streams} for _ in wavs]
+        for k, (i, _) in enumerate(pieces):  # pieces are in audio order per waveform
+            for name in self.streams:
+                merged[i][name].extend(results[k][name])
+        return merged
+
+    def units_to_string(self, units: Units) -> str:
+        if self.variant == "expressive":
+            return units_to_string(units["hubert"], units.get("pitch"), units.get("style"))
+        return units_to_string(units["hubert"])
+
+    def encode_string(self, wav: np.ndarray | torch.Tensor, channel: int | None = None) -> str:
+        return self.units_to_string(self.encode_units(wav, channel))
+
+    def decode(self, units_or_string: Units | str, speaker_id: int = DEFAULT_SPEAKER) -> np.ndarray:
+        """Resynthesise 16 kHz audio from a token string or from per-Hu-token units."""
+        if self.vocoder is None:
+            raise CheckpointError(
+                f"no {VOCODER_DIRS[self.variant]} in the checkpoints folder: cannot decode"
+            )
+        units = (
+            string_to_units(units_or_string)
+            if isinstance(units_or_string, str)
+            else units_or_string
+        )
+        if self.variant == "base":
+            units = {"hubert": units["hubert"]}
+        return self.vocoder.decode(units, speaker=speaker_id).cpu().numpy().astype(np.float32)

@@ -83,6 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_options(ingest, IngestParams)
     _add_runtime_options(ingest)
+
+    ckpt = sub.add_parser(
+        "checkpoints",
+        help="write tiny random checkpoints in the released SpiRit-LM layout (tests, demos)",
+        description="Checkpoint utilities. `checkpoints tiny DIR` writes a complete tiny RANDOM speech-tokenizer "
+        "set (HuBERT + quantizer, F0 VQ-VAE, style encoder, both HiFi-GAN vocoders) in the released formats.",
+    )
+    ckpt_sub = ckpt.add_subparsers(dest="checkpoints_command", required=True, metavar="ACTION")
+    tiny = ckpt_sub.add_parser(
+        "tiny",
+        help="write tiny random checkpoints to DIR",
+        description="Write tiny random checkpoints (about 2 MB) to DIR; same seed, same bytes.",
+    )
+    tiny.add_argument("dir", metavar="DIR", help="output folder (SPIRITLM_CHECKPOINTS_DIR layout)")
+    tiny.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     return parser
 
 
@@ -132,10 +147,18 @@ def run_ingest(args: argparse.Namespace) -> int:
     return EXIT_OK if summary.good else EXIT_NOTHING_READABLE
 
 
+def run_checkpoints(args: argparse.Namespace) -> int:
+    from models.tiny import write_tiny_checkpoints
+
+    root = write_tiny_checkpoints(args.dir, seed=args.seed)
+    print(f"tiny random checkpoints written to {root} (set SPIRITLM_CHECKPOINTS_DIR={root})")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"ingest": run_ingest}[args.command](args)
+        return {"ingest": run_ingest, "checkpoints": run_checkpoints}[args.command](args)
     except UsageError as exc:
         print(f"spiritflow: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE

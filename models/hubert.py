@@ -207,3 +207,43 @@ class HubertFeatures(nn.Module):
         )
         out = self.model.encoder(padded, attention_mask=mask).last_hidden_state
         return [out[i, :n] for i, n in enumerate(lengths)]
+
+
+_TO_FAIRSEQ = [
+    (r"^feature_extractor\.conv_layers\.(\d+)\.conv\.", r"feature_extractor.conv_layers.\1.0."),
+    (
+        r"^feature_extractor\.conv_layers\.(\d+)\.layer_norm\.",
+        r"feature_extractor.conv_layers.\1.2.",
+    ),
+    (r"^feature_projection\.layer_norm\.", "layer_norm."),
+    (r"^feature_projection\.projection\.", "post_extract_proj."),
+    (
+        r"^encoder\.pos_conv_embed\.conv\.parametrizations\.weight\.original0$",
+        "encoder.pos_conv.0.weight_g",
+    ),
+    (
+        r"^encoder\.pos_conv_embed\.conv\.parametrizations\.weight\.original1$",
+        "encoder.pos_conv.0.weight_v",
+    ),
+    (r"^encoder\.pos_conv_embed\.conv\.bias$", "encoder.pos_conv.0.bias"),
+    (r"\.attention\.(q|k|v|out)_proj\.", r".self_attn.\1_proj."),
+    (r"^(encoder\.layers\.\d+)\.layer_norm\.", r"\1.self_attn_layer_norm."),
+    (r"\.feed_forward\.intermediate_dense\.", ".fc1."),
+    (r"\.feed_forward\.output_dense\.", ".fc2."),
+    (r"^masked_spec_embed$", "mask_emb"),
+]
+
+
+def to_fairseq_state_dict(
+    hf_state: dict[str, torch.Tensor], drop_projection: bool
+) -> dict[str, torch.Tensor]:
+    """transformers names → the released (fairseq) names; used to write tiny checkpoints."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in hf_state.items():
+        if drop_projection and key.startswith("feature_projection.projection."):
+            continue
+        new = key
+        for pattern, repl in _TO_FAIRSEQ:
+            new = re.sub(pattern, repl, new)
+        out[new] = value.detach().clone()
+    return out

@@ -1,0 +1,250 @@
+"""Tiny random checkpoints in the released SpiRit-LM layout, for tests and the demo (no downloads).
+
+Every file is written in the format the real checkpoints use (s3prl HuBERT dict, linear quantizer,
+VQ-VAE config.yaml + model.pt, HF wav2vec2 style encoder, HiFi-GAN generator.pt with weight norm),
+so the same loaders read them; sizes are tiny so everything runs in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from models.hifigan import CodeHiFiGAN
+from models.hubert import hubert_config, to_fairseq_state_dict
+from models.pitch import F0VQEncoder
+from models.speech_tokenizer import HUBERT, PITCH_DIR, QUANTIZER, STYLE_DIR, VOCODER_DIRS
+
+DIM = 32
+HUBERT_CFG: dict[str, Any] = {
+    "label_rate": 25.0,
+    "extractor_mode": "default",
+    "encoder_layers": 12,
+    "encoder_embed_dim": DIM,
+    "encoder_ffn_embed_dim": 2 * DIM,
+    "encoder_attention_heads": 2,
+    "activation_fn": "gelu",
+    "layer_norm_first": False,
+    "conv_feature_layers": f"[({DIM},10,5)] + [({DIM},3,2)] * 4 + [({DIM},2,2)] * 2 + [({DIM},2,2)]",
+    "conv_bias": False,
+    "conv_pos": 16,
+    "conv_pos_groups": 4,
+    "dropout": 0.0,
+    "attention_dropout": 0.0,
+    "activation_dropout": 0.0,
+    "feature_grad_mult": 0.0,
+    "final_dim": 16,
+}
+VQ_BLOCK = {
+    "input_emb_width": 2,
+    "output_emb_width": 16,
+    "levels": 1,
+    "downs_t": [4],
+    "strides_t": [2],
+    "width": 16,
+    "depth": 2,
+    "m_conv": 1.0,
+    "dilation_growth_rate": 3,
+}
+VQ_CFG = {
+    "features": "norm_f0_interp,vuv",
+    "speaker_norm": False,
+    "encoder_params": VQ_BLOCK,
+    "decoder_params": VQ_BLOCK,
+    "vq_params": {"l_bins": 64, "emb_width": 16, "mu": 0.99, "levels": 1},
+}
+VOCODER_COMMON: dict[str, Any] = {
+    "resblock": "1",
+    "upsample_rates": [5, 4, 4, 8],
+    "upsample_kernel_sizes": [11, 8, 8, 16],
+    "upsample_initial_channel": 32,
+    "resblock_kernel_sizes": [3, 7],
+    "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5]],
+    "num_embeddings": 501,
+    "embedding_dim": 8,
+    "code_hop_size": 640,
+    "multispkr": True,
+    "num_speakers": 4,
+    "sampling_rate": 16000,
+    "dur_predictor_params": {
+        "encoder_embed_dim": 8,
+        "var_pred_hidden_dim": 8,
+        "var_pred_kernel_size": 3,
+        "var_pred_dropout": 0.0,
+    },
+}
+VOCODER_CFG = {
+    "base": {**VOCODER_COMMON, "model_in_dim": 24, "multistyle": True, "num_styles": 12},
+    "expressive": {
+        **VOCODER_COMMON,
+        "model_in_dim": 32,
+        "num_f0_tokens": 64,
+        "f0_hop_size": 1280,
+        "num_style_tokens": 100,
+        "style_hop_size": 16000,
+    },
+}
+
+
+def _hubert(root: Path) -> None:
+    from transformers import HubertModel
+
+    model = HubertModel(hubert_config(HUBERT_CFG, HUBERT_CFG["encoder_layers"]))
+    state = to_fairseq_state_dict(model.state_dict(), drop_projection=True)
+    state["mask_emb"] = torch.rand(DIM)  # a training-only parameter the released file carries
+    path = root / HUBERT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "model_cfg": HUBERT_CFG,
+            "task_cfg": {"sample_rate": 16000, "normalize": False, "label_rate": 25.0},
+            "model_weight": state,
+            "dictionaries_symbols": [[str(i) for i in range(500)]],
+        },
+        path,
+    )
+    vocab, dim = 500, DIM
+    mid = dim - (vocab + 1)
+    mlp = nn.Sequential(
+        nn.Linear(dim, dim - mid // 4),
+        nn.LeakyReLU(),
+        nn.Linear(dim - mid // 4, dim - mid // 2),
+        nn.LeakyReLU(),
+        nn.Linear(dim - mid // 2, vocab + 1),
+    )
+    torch.save(
+        {
+            "model_cfg": {"vocab_size": vocab, "dim": dim, "upstream_dim": dim},
+            "model_weight": mlp.state_dict(),
+        },
+        root / QUANTIZER,
+    )
+
+
+def _vqvae(root: Path) -> None:
+    folder = root / PITCH_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(VQ_CFG, sort_keys=False))
+    enc = F0VQEncoder(VQ_CFG)
+    nn.init.normal_(enc.codebook, std=1.0)
+    state = {
+        "encoder.level_blocks.0." + k.replace("level.", "", 1): v
+        for k, v in enc.state_dict().items()
+        if k.startswith("level.")
+    }
+    state["vq.level_blocks.0.k"] = enc.codebook.clone()
+    state.update(_vq_decoder_state())
+    torch.save({"model": state}, folder / "model.pt")
+
+
+def _vq_decoder_state() -> dict[str, torch.Tensor]:
+    """The decoder half of the released VQ-VAE file (unused for tokenizing, present for compatibility)."""
+    w, depth = VQ_BLOCK["width"], VQ_BLOCK["depth"]
+    prefix = "decoder.level_blocks.0.model."
+    state = {
+        f"{prefix}0.weight": torch.randn(w, VQ_BLOCK["output_emb_width"], 3) * 0.1,
+        f"{prefix}0.bias": torch.zeros(w),
+    }
+    for i in range(1, VQ_BLOCK["downs_t"][0] + 1):
+        for j in range(depth):
+            state[f"{prefix}{i}.0.model.{j}.model.1.weight"] = torch.randn(w, w, 3) * 0.1
+            state[f"{prefix}{i}.0.model.{j}.model.1.bias"] = torch.zeros(w)
+            state[f"{prefix}{i}.0.model.{j}.model.3.weight"] = torch.randn(w, w, 1) * 0.1
+            state[f"{prefix}{i}.0.model.{j}.model.3.bias"] = torch.zeros(w)
+        state[f"{prefix}{i}.1.weight"] = torch.randn(w, w, 4) * 0.1
+        state[f"{prefix}{i}.1.bias"] = torch.zeros(w)
+    state["decoder.out.weight"] = (
+        torch.randn(VQ_BLOCK["input_emb_width"], VQ_BLOCK["output_emb_width"], 3) * 0.1
+    )
+    state["decoder.out.bias"] = torch.zeros(VQ_BLOCK["input_emb_width"])
+    return state
+
+
+def _style(root: Path) -> None:
+    from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
+
+    config = Wav2Vec2Config(
+        hidden_size=DIM,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * DIM,
+        conv_dim=[16] * 7,
+        conv_kernel=[10, 3, 3, 3, 3, 2, 2],
+        conv_stride=[5, 2, 2, 2, 2, 2, 2],
+        conv_bias=False,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        classifier_proj_size=24,
+        id2label={i: f"style{i}" for i in range(100)},
+        label2id={f"style{i}": i for i in range(100)},
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        feat_proj_dropout=0.0,
+        final_dropout=0.0,
+        layerdrop=0.0,
+        architectures=["Wav2Vec2StyleEncoder"],
+    )
+    model = Wav2Vec2ForSequenceClassification(config)
+    folder = root / STYLE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    config.to_json_file(str(folder / "config.json"))
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    state["_float_tensor"] = torch.zeros(1)
+    torch.save(state, folder / "pytorch_model.bin")
+
+
+def _with_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Store conv weights as (weight_g, weight_v) pairs, as the released generators do."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        is_conv = (
+            key.endswith(".weight") and value.ndim == 3 and not key.startswith("dur_predictor")
+        )
+        if is_conv:
+            stem = key[: -len(".weight")]
+            out[f"{stem}.weight_g"] = (
+                value.reshape(value.shape[0], -1).norm(dim=1).reshape(-1, 1, 1).clone()
+            )
+            out[f"{stem}.weight_v"] = value.clone()
+        else:
+            out[key] = value.clone()
+    return out
+
+
+def _vocoders(root: Path) -> None:
+    for variant, cfg in VOCODER_CFG.items():
+        folder = root / VOCODER_DIRS[variant]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps(cfg, indent=1))
+        generator = CodeHiFiGAN(cfg)
+        torch.save(
+            {"generator": _with_weight_norm(generator.state_dict())}, folder / "generator.pt"
+        )
+        (folder / "speakers.txt").write_text(
+            "".join(f"ex0{i + 1}\n" for i in range(cfg["num_speakers"]))
+        )
+        if variant == "base":
+            (folder / "styles.txt").write_text(
+                "".join(f"style{i}\n" for i in range(cfg["num_styles"]))
+            )
+
+
+def write_tiny_checkpoints(root: str | Path, seed: int = 0) -> Path:
+    """Write the whole speech-tokenizer checkpoint set under ``root`` (deterministic for a seed)."""
+    out = Path(root)
+    torch.manual_seed(seed)
+    _hubert(out)
+    _vqvae(out)
+    _style(out)
+    _vocoders(out)
+    (out / "README.txt").write_text(
+        "Tiny RANDOM SpiRit-LM checkpoints written by `spiritflow checkpoints tiny` for tests and demos.\n"
+        "Layout and formats match the released checkpoints; the weights are random (units carry no meaning).\n"
+    )
+    return out

@@ -1,0 +1,70 @@
+"""`spiritflow checkpoints tiny`: the released layout and formats, loadable, deterministic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import FIXTURES
+
+from flows.cli import main
+from models.hubert import convert_state_dict, to_fairseq_state_dict
+from models.speech_tokenizer import SpeechTokenizer
+
+RELEASED = FIXTURES / "reference-tiny" / "checkpoints" / "speech_tokenizer"
+FILES = [
+    ("hubert_25hz/mhubert_base_25hz.pt", "model_weight"),
+    ("hubert_25hz/L11_quantizer_500.pt", "model_weight"),
+    ("vqvae_f0_quantizer/model.pt", "model"),
+    ("style_encoder_w2v2/pytorch_model.bin", None),
+    ("hifigan_spiritlm_base/generator.pt", "generator"),
+    ("hifigan_spiritlm_expressive_w2v2/generator.pt", "generator"),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    assert main(["checkpoints", "tiny", str(root)]) == 0
+    return root
+
+
+@pytest.mark.parametrize("rel, sub", FILES)
+def test_same_keys_and_shapes_as_the_released_format(tiny: Path, rel: str, sub: str | None) -> None:
+    def shapes(path: Path) -> dict[str, tuple[int, ...]]:
+        data = torch.load(path, weights_only=True)
+        return {k: tuple(v.shape) for k, v in (data[sub] if sub else data).items()}
+
+    assert shapes(tiny / "speech_tokenizer" / rel) == shapes(RELEASED / rel)
+
+
+def test_deterministic(tiny: Path, tmp_path: Path) -> None:
+    main(["checkpoints", "tiny", str(tmp_path)])
+    for rel, _ in FILES:
+        assert (tmp_path / "speech_tokenizer" / rel).read_bytes() == (
+            tiny / "speech_tokenizer" / rel
+        ).read_bytes()
+
+
+@pytest.mark.parametrize("variant", ["base", "expressive"])
+def test_tiny_checkpoints_tokenize_and_decode(tiny: Path, variant: str) -> None:
+    tok = SpeechTokenizer.from_checkpoint_dir(tiny, variant=variant)  # type: ignore[arg-type]
+    rng = np.random.default_rng(0)
+    wav = (
+        0.3 * np.sin(np.arange(48_000) / 16_000 * 2 * np.pi * 180)
+        + 0.01 * rng.standard_normal(48_000)
+    ).astype(np.float32)
+    units = tok.encode_units(wav)
+    assert len(units["hubert"]) == 74 and set(units) == set(tok.streams)
+    assert len(tok.decode(tok.encode_string(wav))) % 640 == 0
+
+
+def test_hubert_name_mapping_round_trips() -> None:
+    state = torch.load(RELEASED / "hubert_25hz" / "mhubert_base_25hz.pt", weights_only=True)[
+        "model_weight"
+    ]
+    hf = convert_state_dict(state, output_layer=12)
+    back = to_fairseq_state_dict(hf, drop_projection=False)
+    assert set(back) | {"mask_emb"} == set(state) | {"mask_emb"}

@@ -40,7 +40,7 @@ HUBERT_CFG: dict[str, Any] = {
     "feature_grad_mult": 0.0,
     "final_dim": 16,
 }
-VQ_BLOCK = {
+VQ_BLOCK: dict[str, Any] = {
     "input_emb_width": 2,
     "output_emb_width": 16,
     "levels": 1,
@@ -51,7 +51,7 @@ VQ_BLOCK = {
     "m_conv": 1.0,
     "dilation_growth_rate": 3,
 }
-VQ_CFG = {
+VQ_CFG: dict[str, Any] = {
     "features": "norm_f0_interp,vuv",
     "speaker_norm": False,
     "encoder_params": VQ_BLOCK,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -40,3 +40,62 @@ class IngestParams(StageParams):
     shard_size: int = Field(
         default=256, ge=1, le=100_000, description="about this many files per shard (one task each)"
     )
+
+
+class UnitsParams(StageParams):
+    recordings: str | None = Field(
+        default=None,
+        description="recordings table to tokenize (default: OUT/recordings, as written by ingest)",
+    )
+    checkpoints: str | None = Field(
+        default=None,
+        description="SpiRit-LM checkpoints folder (default: $SPIRITLM_CHECKPOINTS_DIR)",
+    )
+    variant: Literal["base", "expressive"] = Field(
+        default="expressive",
+        description="base: HuBERT units; expressive: HuBERT + pitch + style units",
+    )
+    hubert_layer: int = Field(
+        default=11, ge=1, le=48, description="HuBERT transformer layer whose features are quantized"
+    )
+    device: str = Field(
+        default="auto", description="torch device on the workers: auto (CUDA if present), cpu, cuda"
+    )
+    max_batch: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="audio chunks per forward pass, grouped by length (0: 1 on CPU, where batching does not pay; 16 on GPU)",
+    )
+    shard_size: int = Field(
+        default=64, ge=1, le=100_000, description="about this many recordings per units task"
+    )
+    threads_per_task: int = Field(default=1, ge=1, le=256, description="torch threads in each task")
+
+
+class TokenizeParams(IngestParams):
+    """ingest → units in one run (the scheduled `tokenize` job)."""
+
+    checkpoints: str | None = UnitsParams.model_fields["checkpoints"]
+    variant: Literal["base", "expressive"] = UnitsParams.model_fields["variant"]
+    hubert_layer: int = UnitsParams.model_fields["hubert_layer"]
+    device: str = UnitsParams.model_fields["device"]
+    max_batch: int = UnitsParams.model_fields["max_batch"]
+    units_shard_size: int = Field(
+        default=64, ge=1, le=100_000, description="about this many recordings per units task"
+    )
+
+    def ingest(self) -> IngestParams:
+        return IngestParams(**{k: getattr(self, k) for k in IngestParams.model_fields})
+
+    def units(self) -> UnitsParams:
+        return UnitsParams(
+            out=self.out,
+            storage_options=self.storage_options,
+            checkpoints=self.checkpoints,
+            variant=self.variant,
+            hubert_layer=self.hubert_layer,
+            device=self.device,
+            max_batch=self.max_batch,
+            shard_size=self.units_shard_size,
+        )

@@ -53,6 +53,37 @@ def as_mono(wav: np.ndarray | torch.Tensor, channel: int | None = None) -> torch
     return x.contiguous()
 
 
+def required_files(
+    root: Path, variant: str, quantizer: str | Path | None = None, with_vocoder: bool = True
+) -> dict[str, Path]:
+    """Every file a variant needs, checked before anything loads (fail fast, naming the file)."""
+    if variant not in ("base", "expressive"):
+        raise CheckpointError(f"unknown variant {variant!r}: expected base or expressive")
+    files = {
+        "hubert": require(root / HUBERT),
+        "quantizer": require(Path(quantizer) if quantizer else root / QUANTIZER),
+    }
+    if variant == "expressive":
+        require(root / PITCH_DIR / "config.yaml")
+        files["pitch"] = require(root / PITCH_DIR / "model.pt")
+        require(root / STYLE_DIR / "config.json")
+        files["style"] = weights_file(root / STYLE_DIR)
+    vocoder_dir = root / VOCODER_DIRS[variant]
+    if with_vocoder and vocoder_dir.is_dir():
+        files["vocoder"] = require(vocoder_dir / "generator.pt")
+    return files
+
+
+def unit_fingerprints(
+    root: Path, variant: str, quantizer: str | Path | None = None
+) -> dict[str, str]:
+    """sha256 of the checkpoints that determine units (the vocoder does not)."""
+    return {
+        name: fingerprint(p)
+        for name, p in required_files(root, variant, quantizer, with_vocoder=False).items()
+    }
+
+
 def chunks(wav: torch.Tensor) -> list[torch.Tensor]:
     """100 s pieces, without those shorter than 80 ms."""
     return [c for c in torch.split(wav, MAX_CHUNK) if c.numel() >= MIN_CHUNK]
@@ -82,23 +113,10 @@ class SpeechTokenizer:
         with_vocoder: bool = True,
     ) -> SpeechTokenizer:
         """Load from ``path`` (or ``$SPIRITLM_CHECKPOINTS_DIR``); ``quantizer`` may point at a k-means file."""
-        if variant not in ("base", "expressive"):
-            raise CheckpointError(f"unknown variant {variant!r}: expected base or expressive")
         root = checkpoints_dir(path)
         dev = resolve(device)
-        # Every file the variant needs is checked before anything loads (fail fast, name the file).
-        files = {
-            "hubert": require(root / HUBERT),
-            "quantizer": require(Path(quantizer) if quantizer else root / QUANTIZER),
-        }
-        if variant == "expressive":
-            require(root / PITCH_DIR / "config.yaml")
-            files["pitch"] = require(root / PITCH_DIR / "model.pt")
-            require(root / STYLE_DIR / "config.json")
-            files["style"] = weights_file(root / STYLE_DIR)
+        files = required_files(root, variant, quantizer, with_vocoder)
         vocoder_dir = root / VOCODER_DIRS[variant]
-        if with_vocoder and vocoder_dir.is_dir():
-            files["vocoder"] = require(vocoder_dir / "generator.pt")
         hubert = HubertFeatures.from_checkpoint(files["hubert"], hubert_layer).to(dev)
         quant = load_quantizer(files["quantizer"]).to(dev)
         pitch = style = None

@@ -118,6 +118,9 @@ def _gx_frame(df: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
         if isinstance(values.dtype, pd.ArrowDtype) or str(values.dtype) in ("string", "str"):
             values = values.astype(object)
         out[col] = values.to_numpy(dtype=object) if values.dtype == object else values.to_numpy()
+    for derived in spec.derived:
+        values = derived.compute(df)
+        out[derived.name] = values.astype(object).where(values.notna(), None).to_numpy(dtype=object)
     for rule in spec.rules:
         if rule.kind == "length_between":
             out[_length_column(rule.column)] = pd.array(

@@ -6,9 +6,12 @@ the rules here (``schemas.expectations``), so a table has exactly one descriptio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 SENTIMENTS = ("positive", "negative", "neutral")
@@ -38,6 +41,14 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Derived:
+    """A column computed from the table for validation only (list maxima, rate checks)."""
+
+    name: str
+    compute: Callable[[pd.DataFrame], pd.Series]
+
+
+@dataclass(frozen=True)
 class TableSpec:
     """A table: its name, version, arrow schema, the column that identifies rows and its rules."""
 
@@ -46,6 +57,7 @@ class TableSpec:
     schema: pa.Schema
     row_id: str
     rules: tuple[Rule, ...]
+    derived: tuple[Derived, ...] = ()
 
     @property
     def columns(self) -> list[str]:
@@ -160,7 +172,87 @@ DUPLICATES = TableSpec(
     ),
 )
 
-TABLES = {spec.name: spec for spec in (RECORDINGS, REJECTS, DUPLICATES)}
+
+def _list_stat(column: str, fn: Callable[[np.ndarray], Any]) -> Callable[[pd.DataFrame], pd.Series]:
+    def compute(df: pd.DataFrame) -> pd.Series:
+        return pd.Series(
+            [None if v is None or len(v) == 0 else int(fn(np.asarray(v))) for v in df[column]],
+            index=df.index,
+            dtype="Int64",
+        )
+
+    return compute
+
+
+def _gap_per_chunk(
+    count: str, hop: float, offset: float = 0.0
+) -> Callable[[pd.DataFrame], pd.Series]:
+    """(expected − actual) units per 100 s chunk, expected = samples / hop + offset."""
+
+    def compute(df: pd.DataFrame) -> pd.Series:
+        chunks = df["chunks"].astype("float64").clip(lower=1)
+        return (
+            (df["num_samples_16k"] / hop + offset * chunks - df[count].astype("float64")) / chunks
+        ).astype("float64")
+
+    return compute
+
+
+def _missing_units(df: pd.DataFrame) -> pd.Series:
+    return ((df["num_samples_16k"] >= UNIT_MIN_SAMPLES) & (df["n_hubert"] == 0)).astype(bool)
+
+
+UNIT_MIN_SAMPLES = 1280  # chunks shorter than 80 ms are not tokenized (reference rule)
+UNITS = TableSpec(
+    name="units",
+    version=1,
+    row_id="id",
+    schema=_with_meta(
+        "units",
+        1,
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("sha256", pa.string(), nullable=False),
+            pa.field("unit_key", pa.string(), nullable=False),
+            pa.field("variant", pa.string(), nullable=False),
+            pa.field("num_samples_16k", pa.int64(), nullable=False),
+            pa.field("duration_s", pa.float64(), nullable=False),
+            pa.field("chunks", pa.int32(), nullable=False),
+            pa.field("hubert", pa.list_(pa.uint16()), nullable=False),
+            pa.field("pitch", pa.list_(pa.uint8())),
+            pa.field("style", pa.list_(pa.uint8())),
+            pa.field("n_hubert", pa.int32(), nullable=False),
+            pa.field("n_pitch", pa.int32()),
+            pa.field("n_style", pa.int32()),
+            pa.field("checkpoints", pa.string(), nullable=False),
+            pa.field("params", pa.string(), nullable=False),
+        ],
+    ),
+    rules=(
+        Rule("id", "not_null"),
+        Rule("id", "unique"),
+        Rule("sha256", "regex", {"regex": SHA256_REGEX}),
+        Rule("variant", "in_set", {"value_set": ["base", "expressive"]}),
+        Rule("hubert.max", "between", {"min_value": 0, "max_value": 500}),
+        Rule("pitch.max", "between", {"min_value": 0, "max_value": 63}),
+        Rule("style.max", "between", {"min_value": 0, "max_value": 99}),
+        Rule("hubert.gap_per_chunk", "between", {"min_value": -1.0, "max_value": 3.0}),
+        Rule("pitch.gap_per_chunk", "between", {"min_value": -1.0, "max_value": 3.0}),
+        Rule("style.gap_per_chunk", "between", {"min_value": -2.0, "max_value": 1.0}),
+        Rule("hubert.missing", "in_set", {"value_set": [False]}),
+    ),
+    derived=(
+        Derived("hubert.max", _list_stat("hubert", np.max)),
+        Derived("pitch.max", _list_stat("pitch", np.max)),
+        Derived("style.max", _list_stat("style", np.max)),
+        Derived("hubert.gap_per_chunk", _gap_per_chunk("n_hubert", 640.0)),
+        Derived("pitch.gap_per_chunk", _gap_per_chunk("n_pitch", 1280.0)),
+        Derived("style.gap_per_chunk", _gap_per_chunk("n_style", 16000.0, offset=1.0)),
+        Derived("hubert.missing", _missing_units),
+    ),
+)
+
+TABLES = {spec.name: spec for spec in (RECORDINGS, REJECTS, DUPLICATES, UNITS)}
 
 
 def schema_version(schema: pa.Schema) -> int:

@@ -1,0 +1,58 @@
+"""The units flow (recordings → units on Dask workers) and the scheduled tokenize flow (ingest → units)."""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow, unmapped
+from prefect.artifacts import create_markdown_artifact
+
+from flows.ingest import ingest_flow
+from flows.params import TokenizeParams, UnitsParams
+from flows.progress import completed_with_progress
+from schemas.expectations import prepare_in_background
+from schemas.tables import UNITS
+from storage.layout import RunLayout
+from tasks.units import UnitsSummary, carry_units, extract_units, finalize_units, plan_units
+
+
+@flow(name="units", persist_result=False)
+def units_flow(params: UnitsParams) -> UnitsSummary:
+    started = time.time()
+    prepare_in_background(UNITS)
+    layout = RunLayout.at(params.out, params.storage_options)
+    recordings = params.recordings or layout.table("recordings")
+    plan = plan_units(layout, recordings, params.model_dump())
+    info = {
+        "checkpoints": plan.checkpoints,
+        "variant": params.variant,
+        "device": params.device,
+        "hubert_layer": params.hubert_layer,
+        "max_batch": params.max_batch,
+        "threads": params.threads_per_task,
+        "key_params": plan.key_params,
+    }
+    carried = carry_units.submit(plan.carry, layout)
+    futures = extract_units.map(
+        [k for k, _ in plan.shards], [j for _, j in plan.shards], unmapped(layout), unmapped(info)
+    )
+    outcomes = list(completed_with_progress(futures, "units shards"))
+    summary = finalize_units(layout, plan, outcomes, carried.result(), started)
+    create_markdown_artifact(
+        key="units-summary",
+        description="units summary",
+        markdown=(
+            f"# units ({params.variant})\n\n| recordings | rows | extracted | reused | rejected | hours |\n"
+            f"|---|---|---|---|---|---|\n| {summary.recordings} | {summary.rows} | {summary.extracted} | "
+            f"{summary.reused_rows} | {summary.rejected} | {summary.audio_hours:.3f} |\n\n"
+            + "\n".join(f"- **{n}**: `{u}`" for n, u in summary.tables.items())
+        ),
+    )
+    return summary
+
+
+@flow(name="tokenize", persist_result=False)
+def tokenize_flow(params: TokenizeParams) -> dict[str, object]:
+    ingest = ingest_flow(params.ingest())
+    units = units_flow(params.units())
+    return {"ingest": ingest.as_dict(), "units": units.as_dict()}

@@ -1,0 +1,130 @@
+"""The units stage's pure core: cache keys, content shards and unit rows for recordings.
+
+A recording's ``unit_key`` is a hash of its audio sha256, the checkpoint fingerprints and the
+parameters that change units; rows whose key is already in the units table are never recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import soundfile as sf
+
+from models.speech_tokenizer import MAX_CHUNK, SpeechTokenizer
+from schemas.tables import UNITS
+from storage.audio import load_audio_16k
+
+EXTRACT_CODE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class UnitJob:
+    """One recording to tokenize (what a units task needs: no audio, just where it is)."""
+
+    id: str
+    uri: str
+    sha256: str
+    unit_key: str
+    num_samples_16k: int
+    duration_s: float
+
+
+def unit_key(sha256: str, fingerprints: Mapping[str, str], params: Mapping[str, Any]) -> str:
+    payload = {
+        "sha256": sha256,
+        "checkpoints": dict(sorted(fingerprints.items())),
+        "params": dict(sorted(params.items())),
+        "schema": UNITS.version,
+        "code": EXTRACT_CODE_VERSION,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def shard_jobs(jobs: Sequence[UnitJob], target: int) -> list[tuple[str, tuple[UnitJob, ...]]]:
+    """Content-defined shards over unit keys (½–2× ``target`` jobs), keyed by their contents."""
+    low, high = max(1, target // 2), max(1, 2 * target)
+    out: list[tuple[str, tuple[UnitJob, ...]]] = []
+    current: list[UnitJob] = []
+
+    def close() -> None:
+        blob = json.dumps([[j.id, j.unit_key] for j in current]).encode()
+        out.append((hashlib.sha256(blob).hexdigest()[:24], tuple(current)))
+
+    for job in sorted(jobs, key=lambda j: (j.unit_key, j.id)):
+        current.append(job)
+        if (int(job.unit_key[:8], 16) % low == 0 and len(current) >= low) or len(current) >= high:
+            close()
+            current = []
+    if current:
+        close()
+    return out
+
+
+def unit_rows(
+    jobs: Iterable[UnitJob],
+    tokenizer: SpeechTokenizer,
+    params: Mapping[str, Any],
+    storage_options: Mapping[str, Any] | None = None,
+    max_batch: int = 1,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Decode each job's audio (16 kHz mono), tokenize in batches: (units rows, rejects rows).
+
+    A file that ingest accepted but that can no longer be read (deleted, replaced) is rejected
+    with stage ``units``; network errors propagate so the task is retried.
+    """
+    loaded: list[UnitJob] = []
+    wavs = []
+    rejects = []
+    for job in jobs:
+        try:
+            wav = load_audio_16k(job.uri, storage_options)
+        except FileNotFoundError:
+            rejects.append(_reject(job, "missing", "file not found (it was there at ingest)"))
+            continue
+        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+            rejects.append(_reject(job, "corrupt", f"cannot decode any more: {exc}"))
+            continue
+        loaded.append(job)
+        wavs.append(wav)
+    jobs = loaded
+    units = tokenizer.encode_units_batch(wavs, max_batch=max_batch)
+    checkpoints = json.dumps(tokenizer.fingerprints, sort_keys=True)
+    params_json = json.dumps(dict(sorted(params.items())), sort_keys=True)
+    rows = []
+    for job, wav, u in zip(jobs, wavs, units, strict=True):
+        expressive = tokenizer.variant == "expressive"
+        rows.append(
+            {
+                "id": job.id,
+                "sha256": job.sha256,
+                "unit_key": job.unit_key,
+                "variant": tokenizer.variant,
+                "num_samples_16k": len(wav),
+                "duration_s": job.duration_s,
+                "chunks": max(1, -(-len(wav) // MAX_CHUNK)),
+                "hubert": u["hubert"],
+                "pitch": u.get("pitch") if expressive else None,
+                "style": u.get("style") if expressive else None,
+                "n_hubert": len(u["hubert"]),
+                "n_pitch": len(u["pitch"]) if expressive else None,
+                "n_style": len(u["style"]) if expressive else None,
+                "checkpoints": checkpoints,
+                "params": params_json,
+            }
+        )
+    return rows, rejects
+
+
+def _reject(job: UnitJob, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "uri": job.uri,
+        "id": job.id,
+        "stage": "units",
+        "reason": reason,
+        "error": f"{job.uri}: {message}",
+        "source_row": None,
+    }

@@ -1,0 +1,246 @@
+"""Units tasks: plan (what is already tokenized), extract one shard on a worker, finalize the table.
+
+Models are loaded once per worker process and reused by every task that runs there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from prefect import get_run_logger, task
+
+from models.checkpoints import checkpoints_dir
+from models.extract import UnitJob, shard_jobs, unit_key, unit_rows
+from models.speech_tokenizer import SpeechTokenizer, unit_fingerprints
+from schemas.expectations import validate_frame
+from schemas.tables import RECORDINGS, REJECTS, UNITS
+from storage.layout import RunLayout
+from storage.options import filesystem
+from storage.parquet import (
+    commit_table,
+    read_table,
+    table_parts,
+    to_arrow,
+    write_atomic,
+    write_bytes_atomic,
+)
+from tasks.ingest import TASK_OPTIONS
+
+UNIT_REJECTS = "unit_rejects"
+_TOKENIZERS: dict[tuple[str, str, str, int], SpeechTokenizer] = {}
+
+
+def tokenizer_for(checkpoints: str, variant: str, device: str, layer: int) -> SpeechTokenizer:
+    """One SpeechTokenizer per worker process and configuration (loading costs seconds)."""
+    key = (checkpoints, variant, device, layer)
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = SpeechTokenizer.from_checkpoint_dir(
+            checkpoints,
+            variant=variant,
+            device=device,
+            hubert_layer=layer,
+            with_vocoder=False,  # type: ignore[arg-type]
+        )
+    return _TOKENIZERS[key]
+
+
+@dataclass
+class UnitsPlan:
+    checkpoints: str
+    fingerprints: dict[str, str]
+    key_params: dict[str, Any]
+    keep_parts: list[str]
+    carry: list[tuple[str, list[str]]]
+    shards: list[tuple[str, tuple[UnitJob, ...]]]
+    wanted: int
+
+
+@dataclass
+class UnitsOutcome:
+    key: str
+    units: str
+    rejects: str
+    rows: int
+    rejected: int
+    audio_s: float
+    reused: bool
+
+
+@dataclass
+class UnitsSummary:
+    out: str
+    recordings: int = 0
+    rows: int = 0
+    rejected: int = 0
+    extracted: int = 0
+    reused_rows: int = 0
+    shards_computed: int = 0
+    shards_reused: int = 0
+    audio_hours: float = 0.0
+    seconds: float = 0.0
+    checkpoints: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@task(name="plan-units", **TASK_OPTIONS)
+def plan_units(layout: RunLayout, recordings_url: str, params: dict[str, Any]) -> UnitsPlan:
+    """Unit keys for every recording; committed shards whose rows are all still wanted are kept."""
+    opts = layout.storage_options
+    root = checkpoints_dir(params["checkpoints"])
+    fingerprints = unit_fingerprints(root, params["variant"])
+    key_params = {"variant": params["variant"], "hubert_layer": params["hubert_layer"]}
+    cols = ["id", "uri", "sha256", "num_samples_16k", "duration_s"]
+    rec = read_table(recordings_url, RECORDINGS, columns=cols, storage_options=opts).to_pylist()
+    jobs = {
+        r["id"]: UnitJob(
+            r["id"],
+            r["uri"],
+            r["sha256"],
+            unit_key(r["sha256"], fingerprints, key_params),
+            r["num_samples_16k"],
+            r["duration_s"],
+        )
+        for r in rec
+    }
+    wanted = {(j.id, j.unit_key) for j in jobs.values()}
+    done: set[str] = set()
+    keep, carry = [], []
+    fs, table_path = filesystem(layout.table(UNITS.name), opts)
+    if fs.exists(f"{table_path}/_table.json"):
+        for part in table_parts(layout.table(UNITS.name), opts):
+            pairs = [
+                (p["id"], p["unit_key"])
+                for p in pq.read_table(part, columns=["id", "unit_key"], filesystem=fs).to_pylist()
+            ]
+            still = [p for p in pairs if p in wanted]
+            done.update(i for i, _ in still)
+            url = (
+                part
+                if "://" not in layout.root
+                else f"{layout.root.split('://', 1)[0]}://{part.lstrip('/')}"
+            )
+            if len(still) == len(pairs):
+                keep.append(url)
+            elif still:
+                carry.append((url, [i for i, _ in still]))
+    todo = [j for i, j in sorted(jobs.items()) if i not in done]
+    shards = shard_jobs(todo, params["shard_size"])
+    get_run_logger().info(
+        "units: %d recordings, %d already tokenized, %d to extract in %d shards",
+        len(jobs),
+        len(done),
+        len(todo),
+        len(shards),
+    )
+    return UnitsPlan(str(root), fingerprints, key_params, keep, carry, shards, len(jobs))
+
+
+@task(name="extract-units", **TASK_OPTIONS)
+def extract_units(
+    key: str, jobs: tuple[UnitJob, ...], layout: RunLayout, plan_info: dict[str, Any]
+) -> UnitsOutcome:
+    """Tokenize one shard (models cached per worker) and write its units + unit_rejects shards."""
+    opts = layout.storage_options
+    units_url = layout.shard(UNITS.name, key)
+    rejects_url = layout.shard(UNIT_REJECTS, key)
+    fs, path = filesystem(units_url, opts)
+    if fs.exists(path):
+        table = pq.read_table(path, columns=["duration_s"], filesystem=fs)
+        rejected = pq.read_metadata(filesystem(rejects_url, opts)[1], filesystem=fs).num_rows
+        return UnitsOutcome(
+            key,
+            units_url,
+            rejects_url,
+            table.num_rows,
+            rejected,
+            float(pa.compute.sum(table["duration_s"]).as_py() or 0),
+            True,
+        )
+    import torch
+
+    torch.set_num_threads(plan_info["threads"])
+    tok = tokenizer_for(
+        plan_info["checkpoints"],
+        plan_info["variant"],
+        plan_info["device"],
+        plan_info["hubert_layer"],
+    )
+    max_batch = plan_info["max_batch"] or (16 if tok.device.type == "cuda" else 1)
+    rows, rejects = unit_rows(jobs, tok, plan_info["key_params"], opts, max_batch=max_batch)
+    write_atomic(to_arrow(rejects, REJECTS), rejects_url, opts)
+    write_atomic(to_arrow(rows, UNITS), units_url, opts)
+    return UnitsOutcome(
+        key,
+        units_url,
+        rejects_url,
+        len(rows),
+        len(rejects),
+        sum(r["duration_s"] for r in rows),
+        False,
+    )
+
+
+@task(name="carry-units", **TASK_OPTIONS)
+def carry_units(carry: list[tuple[str, list[str]]], layout: RunLayout) -> str | None:
+    """Rows of partly superseded shards that are still wanted, copied into one shard (no extraction)."""
+    if not carry:
+        return None
+    opts = layout.storage_options
+    tables = []
+    for url, ids in carry:
+        table = read_table(url, UNITS, storage_options=opts)
+        tables.append(table.filter(pa.compute.is_in(table["id"], value_set=pa.array(ids))))
+    digest = hashlib.sha256(
+        json.dumps(sorted((u, sorted(i)) for u, i in carry)).encode()
+    ).hexdigest()[:24]
+    return write_atomic(pa.concat_tables(tables), layout.shard(UNITS.name, f"carry-{digest}"), opts)
+
+
+@task(name="finalize-units", **TASK_OPTIONS)
+def finalize_units(
+    layout: RunLayout,
+    plan: UnitsPlan,
+    outcomes: list[UnitsOutcome],
+    carried: str | None,
+    started: float,
+) -> UnitsSummary:
+    """Validate the whole units table with GE, commit it (and unit_rejects), write the report."""
+    opts = layout.storage_options
+    parts = plan.keep_parts + ([carried] if carried else []) + [o.units for o in outcomes]
+    tables = [read_table(p, UNITS, storage_options=opts) for p in parts]
+    table = pa.concat_tables(tables) if tables else UNITS.schema.empty_table()
+    validate_frame(table.to_pandas(), UNITS)
+    reject_parts = [o.rejects for o in outcomes]
+    rejected = sum(o.rejected for o in outcomes)
+    summary = UnitsSummary(
+        out=layout.root,
+        recordings=plan.wanted,
+        rows=table.num_rows,
+        rejected=rejected,
+        extracted=sum(o.rows for o in outcomes if not o.reused),
+        reused_rows=table.num_rows - sum(o.rows for o in outcomes if not o.reused),
+        shards_computed=sum(not o.reused for o in outcomes),
+        shards_reused=sum(o.reused for o in outcomes),
+        audio_hours=float(pa.compute.sum(table["duration_s"]).as_py() or 0.0) / 3600,
+        seconds=round(time.time() - started, 2),
+        checkpoints=plan.fingerprints,
+    )
+    summary.tables["units"] = commit_table(
+        layout.table(UNITS.name), UNITS, parts, table.num_rows, opts
+    ).rsplit("/", 1)[0]
+    summary.tables[UNIT_REJECTS] = commit_table(
+        layout.table(UNIT_REJECTS), REJECTS, reject_parts, rejected, opts
+    ).rsplit("/", 1)[0]
+    report = layout.report("units-summary.json")
+    write_bytes_atomic(json.dumps(summary.as_dict(), indent=1).encode(), report, opts)
+    summary.tables["report"] = report
+    return summary

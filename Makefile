@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
 STAMP := $(VENV)/.installed-$(HASH)
 DEMO_OUT ?= runs/demo
+DEMO_CKPT ?= runs/demo-checkpoints
 
 .PHONY: venv demo test lint bench clean
 
@@ -20,7 +21,10 @@ $(STAMP):
 venv: $(STAMP)
 
 demo: venv
-	$(BIN)/spiritflow ingest samples/demo.jsonl --data-root tests/fixtures/reference-tiny --out $(DEMO_OUT)
+	$(BIN)/spiritflow checkpoints tiny $(DEMO_CKPT)
+	$(BIN)/spiritflow tokenize samples/demo.jsonl --data-root tests/fixtures/reference-tiny \
+		--checkpoints $(DEMO_CKPT) --variant expressive --out $(DEMO_OUT)
+	$(BIN)/spiritflow decode $(DEMO_OUT)/units --checkpoints $(DEMO_CKPT) --out $(DEMO_OUT)
 
 lint: venv
 	$(BIN)/ruff check .

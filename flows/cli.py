@@ -6,18 +6,18 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from flows.params import IngestParams
+from flows.params import DecodeParams, IngestParams, TokenizeParams
 from flows.runtime import ClusterOptions
 from schemas.errors import SpiritflowError, UsageError
 from storage.options import parse_storage_options, redact
 
 EXIT_OK, EXIT_NOTHING_READABLE, EXIT_USAGE = 0, 1, 2
 _SKIP = {"storage_options"}
-_POSITIONAL = {"source"}
+_POSITIONAL = {"source", "units"}
 
 
 def _add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
@@ -34,9 +34,12 @@ def _add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) 
         annotation = info.annotation
         if annotation in (int, float):
             kwargs["type"] = annotation
+        elif get_origin(annotation) is Literal:
+            kwargs["choices"] = list(get_args(annotation))
         if not required:
             kwargs["default"] = info.get_default(call_default_factory=True)
-            help_text += f" (default: {kwargs['default']})"
+            if kwargs["default"] is not None:
+                help_text += f" (default: {kwargs['default']})"
         parser.add_argument(flag, help=help_text, **kwargs)
 
 
@@ -83,6 +86,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_options(ingest, IngestParams)
     _add_runtime_options(ingest)
+
+    tokenize = sub.add_parser(
+        "tokenize",
+        help="ingest, then extract SpiRit-LM units (HuBERT, pitch, style) into the units table",
+        description="Ingest SOURCE (as `ingest` does), then tokenize every good recording with the SpiRit-LM speech "
+        "tokenizer from --checkpoints (released layout) into OUT/units. Recordings already tokenized with the same "
+        "checkpoints and parameters are reused, so adding files extracts only them.",
+    )
+    _add_model_options(tokenize, TokenizeParams)
+    _add_runtime_options(tokenize)
+
+    decode = sub.add_parser(
+        "decode",
+        help="resynthesise audio from a units table with the HiFi-GAN vocoder",
+        description="Decode every row of a units table (UNITS: folder or file) to OUT/audio/<id>.wav with the vocoder "
+        "of its variant from --checkpoints. Existing wavs are kept, so a rerun resumes.",
+    )
+    _add_model_options(decode, DecodeParams)
+    _add_runtime_options(decode)
 
     ckpt = sub.add_parser(
         "checkpoints",
@@ -132,19 +154,66 @@ def _print_ingest(summary: Any) -> None:
         print(f"  {name:<16}: {url}")
 
 
-def run_ingest(args: argparse.Namespace) -> int:
-    params = _params(IngestParams, args)
-    cluster = ClusterOptions(args.dask_address, args.workers, args.threads_per_worker)
-    from flows.ingest import ingest_flow
+def _run_flow(
+    flow: Any, params: BaseModel, args: argparse.Namespace, gpu_stage: bool = False
+) -> Any:
     from flows.runtime import prefect_api, task_runner
 
+    cluster = ClusterOptions(args.dask_address, args.workers, args.threads_per_worker)
     with prefect_api():
-        summary = ingest_flow.with_options(task_runner=task_runner(cluster))(params)
+        return flow.with_options(task_runner=task_runner(cluster, gpu_stage=gpu_stage))(params)
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    from flows.ingest import ingest_flow
+
+    summary = _run_flow(ingest_flow, _params(IngestParams, args), args)
     if args.json:
         print(json.dumps(summary.as_dict(), indent=1))
     else:
         _print_ingest(summary)
     return EXIT_OK if summary.good else EXIT_NOTHING_READABLE
+
+
+def _print_units(units: dict[str, Any]) -> None:
+    print(f"units finished in {units['seconds']:.1f} s")
+    print(f"  recordings      : {units['recordings']} ({units['audio_hours']:.3f} h)")
+    print(
+        f"  extracted       : {units['extracted']}, reused {units['reused_rows']} (nothing recomputed)"
+        if not units["extracted"]
+        else f"  extracted       : {units['extracted']}, reused {units['reused_rows']}"
+    )
+    print(f"  rejected        : {units['rejected']}")
+    for name, url in units["tables"].items():
+        print(f"  {name:<16}: {url}")
+
+
+def run_tokenize(args: argparse.Namespace) -> int:
+    from flows.units import tokenize_flow
+
+    result = _run_flow(tokenize_flow, _params(TokenizeParams, args), args, gpu_stage=True)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return EXIT_OK if result["ingest"]["good"] else EXIT_NOTHING_READABLE
+    from tasks.ingest import IngestSummary
+
+    _print_ingest(IngestSummary(**result["ingest"]))
+    _print_units(result["units"])
+    return EXIT_OK if result["ingest"]["good"] else EXIT_NOTHING_READABLE
+
+
+def run_decode(args: argparse.Namespace) -> int:
+    from flows.units import decode_flow
+
+    result = _run_flow(decode_flow, _params(DecodeParams, args), args, gpu_stage=True)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(
+            f"decoded {result['written']} recordings ({result['audio_s']:.1f} s of audio), kept {result['kept']} "
+            f"existing; wavs under {result['audio']}"
+        )
+    return EXIT_OK
 
 
 def run_checkpoints(args: argparse.Namespace) -> int:
@@ -158,7 +227,13 @@ def run_checkpoints(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"ingest": run_ingest, "checkpoints": run_checkpoints}[args.command](args)
+        commands = {
+            "ingest": run_ingest,
+            "tokenize": run_tokenize,
+            "decode": run_decode,
+            "checkpoints": run_checkpoints,
+        }
+        return commands[args.command](args)
     except UsageError as exc:
         print(f"spiritflow: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE

@@ -99,3 +99,11 @@ class TokenizeParams(IngestParams):
             max_batch=self.max_batch,
             shard_size=self.units_shard_size,
         )
+
+
+class DecodeParams(StageParams):
+    units: str = Field(description="units table to resynthesise (a folder or a Parquet file)")
+    checkpoints: str | None = UnitsParams.model_fields["checkpoints"]
+    speaker: int = Field(default=2, ge=0, description="vocoder speaker id (row of speakers.txt)")
+    device: str = UnitsParams.model_fields["device"]
+    shard_size: int = Field(default=64, ge=1, le=100_000, description="recordings per decode task")

@@ -8,11 +8,12 @@ from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact
 
 from flows.ingest import ingest_flow
-from flows.params import TokenizeParams, UnitsParams
+from flows.params import DecodeParams, TokenizeParams, UnitsParams
 from flows.progress import completed_with_progress
 from schemas.expectations import prepare_in_background
 from schemas.tables import UNITS
 from storage.layout import RunLayout
+from tasks.decode import decode_units, list_units
 from tasks.units import UnitsSummary, carry_units, extract_units, finalize_units, plan_units
 
 
@@ -56,3 +57,28 @@ def tokenize_flow(params: TokenizeParams) -> dict[str, object]:
     ingest = ingest_flow(params.ingest())
     units = units_flow(params.units())
     return {"ingest": ingest.as_dict(), "units": units.as_dict()}
+
+
+@flow(name="decode", persist_result=False)
+def decode_flow(params: DecodeParams) -> dict[str, object]:
+    """Resynthesise every units row to OUT/audio/<id>.wav with the checkpoint's vocoder."""
+    layout = RunLayout.at(params.out, params.storage_options)
+    items = list_units(params.units, params.storage_options)
+    ids = [i for i, _ in items]
+    groups = [ids[k : k + params.shard_size] for k in range(0, len(ids), params.shard_size)]
+    futures = decode_units.map(
+        groups,
+        unmapped(params.units),
+        unmapped(layout),
+        unmapped(params.checkpoints),
+        unmapped(params.speaker),
+        unmapped(params.device),
+    )
+    results = list(completed_with_progress(futures, "decode shards"))
+    return {
+        "recordings": len(ids),
+        "written": sum(r["written"] for r in results),
+        "kept": sum(r["kept"] for r in results),
+        "audio_s": sum(r["samples"] for r in results) / 16_000,
+        "audio": f"{layout.root}/audio",
+    }

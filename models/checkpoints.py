@@ -25,7 +25,7 @@ def checkpoints_dir(path: str | os.PathLike[str] | None = None) -> Path:
     chosen = path or os.environ.get(CHECKPOINTS_ENV)
     if not chosen:
         raise CheckpointError(f"no checkpoints: pass --checkpoints DIR or set {CHECKPOINTS_ENV}")
-    root = Path(chosen).expanduser()
+    root = Path(chosen).expanduser().resolve()
     if not root.is_dir():
         raise CheckpointError(f"{root}: checkpoints folder not found")
     return root

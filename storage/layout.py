@@ -59,5 +59,8 @@ class RunLayout:
     def report(self, name: str) -> str:
         return join(self.root, "reports", name)
 
+    def audio(self, item_id: str, ext: str = "wav") -> str:
+        return join(self.root, "audio", f"{item_id}.{ext}")
+
     def fs(self) -> fsspec.AbstractFileSystem:
         return filesystem(self.root, self.storage_options)[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from storage.retry import is_transient
@@ -17,3 +19,15 @@ def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
     except BaseException as exc:
         return is_transient(exc)
     return False
+
+
+_MODEL_LOCK = threading.Lock()
+_MODELS: dict[tuple[Any, ...], Any] = {}
+
+
+def cached_model(key: tuple[Any, ...], load: Callable[[], Any]) -> Any:
+    """One model per worker process and key; the lock also serialises transformers' lazy imports."""
+    with _MODEL_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = load()
+        return _MODELS[key]

@@ -1,0 +1,151 @@
+"""The units stage end to end: parity in the table, per-recording reuse, rejects, GE rules, decode."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from conftest import FIXTURES, REFERENCE_AUDIO
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.params import DecodeParams, TokenizeParams
+from flows.units import decode_flow, tokenize_flow
+from schemas.errors import TableValidationError
+from schemas.expectations import validate_frame
+from schemas.tables import UNITS
+from storage.parquet import read_table
+
+CKPT = FIXTURES / "reference-tiny" / "checkpoints"
+EXPECTED = json.loads((FIXTURES / "reference-tiny" / "expected.json").read_text())["files"]
+
+
+def _run(flow: Any, params: Any) -> Any:
+    return flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))(params)
+
+
+def _corpus(tmp_path: Path) -> Path:
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for name in EXPECTED:
+        shutil.copy(REFERENCE_AUDIO / name, folder / name)
+    return folder
+
+
+def _units(out: Path) -> pd.DataFrame:
+    return read_table(str(out / "units"), UNITS).to_pandas().set_index("id")
+
+
+@pytest.mark.parametrize("variant", ["base", "expressive"])
+def test_units_table_equals_the_reference(tmp_path: Path, variant: str) -> None:
+    params = TokenizeParams(
+        source=str(_corpus(tmp_path)),
+        out=str(tmp_path / "out"),
+        checkpoints=str(CKPT),
+        variant=variant,
+        units_shard_size=1,
+    )  # type: ignore[arg-type]
+    result = _run(tokenize_flow, params)
+    assert result["ingest"]["good"] == 2 and result["ingest"]["reasons"] == {"too_short": 1}
+    units = _units(tmp_path / "out")
+    for name in ("glide_3s", "librispeech_7143-88743-0029"):
+        ref = next(v for k, v in EXPECTED.items() if k.startswith(name))[f"{variant}_units"]
+        row = units.loc[name]
+        assert list(row["hubert"]) == [int(x) for x in ref["hubert"].split()]
+        if variant == "expressive":
+            assert list(row["pitch"]) == [int(x) for x in ref["pitch"].split()]
+            assert list(row["style"]) == [int(x) for x in ref["style"].split()]
+        else:
+            assert row["pitch"] is None
+        assert set(json.loads(row["checkpoints"])) >= {"hubert", "quantizer"}
+
+
+def test_adding_files_extracts_only_them_and_removed_ones_leave(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path)
+    params = TokenizeParams(
+        source=str(corpus),
+        out=str(tmp_path / "out"),
+        checkpoints=str(CKPT),
+        variant="base",
+        units_shard_size=1,
+    )
+    first = _run(tokenize_flow, params)["units"]
+    assert first["extracted"] == 2
+    wav, _ = sf.read(REFERENCE_AUDIO / "glide_3s.wav", dtype="float32")
+    sf.write(corpus / "louder.wav", np.clip(wav * 1.5, -1, 1), 16_000)
+    second = _run(tokenize_flow, params)["units"]
+    assert second["extracted"] == 1 and second["reused_rows"] == 2 and second["rows"] == 3
+    (corpus / "louder.wav").unlink()
+    third = _run(tokenize_flow, params)["units"]
+    assert third["extracted"] == 0 and third["rows"] == 2
+    assert sorted(_units(tmp_path / "out").index) == ["glide_3s", "librispeech_7143-88743-0029"]
+    other = _run(tokenize_flow, params.model_copy(update={"hubert_layer": 10}))["units"]
+    assert other["extracted"] == 2  # another layer → other units → recomputed
+
+
+def test_a_file_gone_after_ingest_is_rejected_not_fatal(tmp_path: Path) -> None:
+    from flows.ingest import ingest_flow
+    from flows.params import UnitsParams
+    from flows.units import units_flow
+
+    corpus = _corpus(tmp_path)
+    out = tmp_path / "out"
+    _run(ingest_flow, TokenizeParams(source=str(corpus), out=str(out)).ingest())
+    (corpus / "glide_3s.wav").unlink()
+    summary = _run(units_flow, UnitsParams(out=str(out), checkpoints=str(CKPT), variant="base"))
+    assert summary.rows == 1 and summary.rejected == 1
+    rejects = read_table(str(out / "unit_rejects")).to_pandas()
+    assert rejects.loc[0, "reason"] == "missing" and rejects.loc[0, "stage"] == "units"
+
+
+def test_units_validation_catches_bad_rows(tmp_path: Path) -> None:
+    params = TokenizeParams(
+        source=str(_corpus(tmp_path)),
+        out=str(tmp_path / "out"),
+        checkpoints=str(CKPT),
+        variant="expressive",
+    )
+    _run(tokenize_flow, params)
+    good = read_table(str(tmp_path / "out" / "units"), UNITS).to_pandas()
+    assert validate_frame(good, UNITS) == 2
+    bad = good.copy()
+    bad.at[0, "hubert"] = np.array([1, 2, 700], dtype=np.uint16)
+    with pytest.raises(TableValidationError, match="hubert.max"):
+        validate_frame(bad, UNITS)
+    short = good.copy()
+    short.at[1, "n_hubert"] = 3
+    with pytest.raises(TableValidationError, match="hubert.gap_per_chunk"):
+        validate_frame(short, UNITS)
+    empty = good.copy()
+    empty.at[0, "hubert"] = np.array([], dtype=np.uint16)
+    empty.at[0, "n_hubert"] = 0
+    with pytest.raises(TableValidationError, match="hubert.missing"):
+        validate_frame(empty, UNITS)
+
+
+def test_decode_writes_wavs_and_resumes(tmp_path: Path) -> None:
+    params = TokenizeParams(
+        source=str(_corpus(tmp_path)),
+        out=str(tmp_path / "out"),
+        checkpoints=str(CKPT),
+        variant="expressive",
+    )
+    _run(tokenize_flow, params)
+    decode = DecodeParams(
+        units=str(tmp_path / "out" / "units"),
+        out=str(tmp_path / "out"),
+        checkpoints=str(CKPT),
+        speaker=1,
+    )
+    result = _run(decode_flow, decode)
+    assert result["written"] == 2
+    wav, sr = sf.read(tmp_path / "out" / "audio" / "glide_3s.wav", dtype="float32")
+    ref = np.load(FIXTURES / "reference-tiny" / "glide_3s.expressive_decode.npy")
+    assert sr == 16_000 and len(wav) == len(ref) and float(np.abs(wav - ref).max()) < 1e-4
+    again = _run(decode_flow, decode)
+    assert again["written"] == 0 and again["kept"] == 2

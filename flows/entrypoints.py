@@ -10,6 +10,7 @@ import os
 
 from flows.ingest import ingest_flow
 from flows.runtime import ClusterOptions, task_runner
+from flows.units import tokenize_flow
 
 
 def cluster_from_env() -> ClusterOptions:
@@ -21,3 +22,4 @@ def cluster_from_env() -> ClusterOptions:
 
 
 ingest = ingest_flow.with_options(task_runner=task_runner(cluster_from_env()))
+tokenize = tokenize_flow.with_options(task_runner=task_runner(cluster_from_env(), gpu_stage=True))

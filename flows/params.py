@@ -79,6 +79,7 @@ class TokenizeParams(IngestParams):
     checkpoints: str | None = UnitsParams.model_fields["checkpoints"]
     variant: Literal["base", "expressive"] = UnitsParams.model_fields["variant"]
     hubert_layer: int = UnitsParams.model_fields["hubert_layer"]
+    quantizer: str | None = UnitsParams.model_fields["quantizer"]
     device: str = UnitsParams.model_fields["device"]
     max_batch: int = UnitsParams.model_fields["max_batch"]
     units_shard_size: int = Field(

@@ -13,11 +13,19 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from models.errors import CheckpointError
 
 CHECKPOINTS_ENV = "SPIRITLM_CHECKPOINTS_DIR"
+# Plain numpy arrays (k-means centroids) are data, not code: allow exactly what rebuilding them needs.
+_NUMPY_ALLOWED: list[Any] = [
+    np._core.multiarray._reconstruct,  # type: ignore[attr-defined]
+    np.ndarray,
+    np.dtype,
+    *{type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64)},
+]
 
 
 def checkpoints_dir(path: str | os.PathLike[str] | None = None) -> Path:
@@ -45,7 +53,8 @@ def load_tensors(path: Path) -> Any:
             from safetensors.torch import load_file
 
             return load_file(str(path), device="cpu")
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_NUMPY_ALLOWED):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(
             f"{path}: cannot load checkpoint ({type(exc).__name__}: {exc})"

@@ -96,7 +96,7 @@ def plan_units(layout: RunLayout, recordings_url: str, params: dict[str, Any]) -
     """Unit keys for every recording; committed shards whose rows are all still wanted are kept."""
     opts = layout.storage_options
     root = checkpoints_dir(params["checkpoints"])
-    fingerprints = unit_fingerprints(root, params["variant"])
+    fingerprints = unit_fingerprints(root, params["variant"], params.get("quantizer"))
     key_params = {"variant": params["variant"], "hubert_layer": params["hubert_layer"]}
     cols = ["id", "uri", "sha256", "num_samples_16k", "duration_s"]
     rec = read_table(recordings_url, RECORDINGS, columns=cols, storage_options=opts).to_pylist()

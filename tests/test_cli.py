@@ -13,7 +13,16 @@ from flows.cli import EXIT_NOTHING_READABLE, EXIT_OK, EXIT_USAGE, build_parser, 
 ROOT = Path(__file__).parents[1]
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["ingest", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["ingest", "--help"],
+        ["tokenize", "--help"],
+        ["decode", "--help"],
+        ["checkpoints", "tiny", "--help"],
+    ],
+)
 def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -95,3 +104,8 @@ def test_prefect_yaml_deployments_point_at_real_flows() -> None:
         flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
         flow.validate_parameters(dep["parameters"])  # raises if the parameters do not fit the flow
         assert dep["work_pool"]["name"] == "spiritflow-process"
+    scheduled = [d for d in config["deployments"] if d.get("schedules")]
+    assert scheduled and scheduled[0]["entrypoint"].endswith(":tokenize")
+    from prefect.client.schemas.schedules import CronSchedule
+
+    CronSchedule(cron=scheduled[0]["schedules"][0]["cron"])  # a valid cron expression

@@ -105,3 +105,18 @@ def test_clear_errors_for_missing_or_wrong_checkpoints(tmp_path) -> None:  # typ
         CheckpointError, match=r"vqvae_f0_quantizer/config.yaml: checkpoint file not found"
     ):
         SpeechTokenizer.from_checkpoint_dir(tmp_path, variant="expressive")
+
+
+def test_kmeans_quantizer_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A k-means file (cluster_centers / n_clusters) replaces the linear quantizer: nearest centroid."""
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((50, 32)).astype(np.float32)
+    path = tmp_path / "km50.pt"
+    torch.save({"cluster_centers": centers, "n_clusters": 50}, path)
+    tok = SpeechTokenizer.from_checkpoint_dir(
+        CKPT, variant="base", quantizer=path, with_vocoder=False
+    )
+    wav = torch.from_numpy(_audio("glide_3s.wav"))
+    feats = tok.hubert([wav])[0]
+    expected = torch.cdist(feats, torch.from_numpy(centers)).argmin(dim=1).tolist()
+    assert tok.encode_units(wav)["hubert"] == expected

@@ -58,6 +58,10 @@ class UnitsParams(StageParams):
     hubert_layer: int = Field(
         default=11, ge=1, le=48, description="HuBERT transformer layer whose features are quantized"
     )
+    quantizer: str | None = Field(
+        default=None,
+        description="quantizer file instead of L11_quantizer_500.pt (linear, or k-means with cluster_centers)",
+    )
     device: str = Field(
         default="auto", description="torch device on the workers: auto (CUDA if present), cpu, cuda"
     )
@@ -96,6 +100,7 @@ class TokenizeParams(IngestParams):
             checkpoints=self.checkpoints,
             variant=self.variant,
             hubert_layer=self.hubert_layer,
+            quantizer=self.quantizer,
             device=self.device,
             max_batch=self.max_batch,
             shard_size=self.units_shard_size,

@@ -10,7 +10,10 @@ from prefect.artifacts import create_markdown_artifact
 from flows.ingest import ingest_flow
 from flows.params import DecodeParams, TokenizeParams, UnitsParams
 from flows.progress import completed_with_progress
+from schemas.expectations import prepare_in_background
+from schemas.tables import UNITS
 from storage.layout import RunLayout
+from tasks.common import IMPORT_LOCK
 from tasks.decode import decode_units, list_units
 from tasks.units import UnitsSummary, carry_units, extract_units, finalize_units, plan_units
 
@@ -18,6 +21,7 @@ from tasks.units import UnitsSummary, carry_units, extract_units, finalize_units
 @flow(name="units", persist_result=False)
 def units_flow(params: UnitsParams) -> UnitsSummary:
     started = time.time()
+    prepare_in_background(UNITS, lock=IMPORT_LOCK)  # overlaps GE's import with extraction
     layout = RunLayout.at(params.out, params.storage_options)
     recordings = params.recordings or layout.table("recordings")
     plan = plan_units(layout, recordings, params.model_dump())
@@ -29,6 +33,7 @@ def units_flow(params: UnitsParams) -> UnitsSummary:
         "max_batch": params.max_batch,
         "threads": params.threads_per_task,
         "key_params": plan.key_params,
+        "fingerprints": plan.fingerprints,
     }
     carried = carry_units.submit(plan.carry, layout)
     futures = extract_units.map(

@@ -70,9 +70,11 @@ def unit_rows(
     params: Mapping[str, Any],
     storage_options: Mapping[str, Any] | None = None,
     max_batch: int = 1,
+    fingerprints: Mapping[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Decode each job's audio (16 kHz mono), tokenize in batches: (units rows, rejects rows).
 
+    ``fingerprints`` (already computed by the planner) saves hashing the checkpoints again per worker.
     A file that ingest accepted but that can no longer be read (deleted, replaced) is rejected
     with stage ``units``; network errors propagate so the task is retried.
     """
@@ -92,7 +94,7 @@ def unit_rows(
         wavs.append(wav)
     jobs = loaded
     units = tokenizer.encode_units_batch(wavs, max_batch=max_batch)
-    checkpoints = json.dumps(tokenizer.fingerprints, sort_keys=True)
+    checkpoints = json.dumps(dict(fingerprints or tokenizer.fingerprints), sort_keys=True)
     params_json = json.dumps(dict(sorted(params.items())), sort_keys=True)
     rows = []
     for job, wav, u in zip(jobs, wavs, units, strict=True):

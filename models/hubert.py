@@ -16,6 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
+# Imported eagerly: transformers' lazy imports are not safe when first triggered from worker threads.
+from transformers import HubertConfig, HubertModel
+
 from models.checkpoints import load_tensors, parse_layer_spec
 from models.errors import CheckpointError
 
@@ -66,8 +69,6 @@ _DROPPED = re.compile(r"^(mask_emb|label_embs_concat|final_proj\.|encoder\.layer
 
 def hubert_config(model_cfg: dict[str, Any], output_layer: int) -> Any:
     """transformers ``HubertConfig`` equivalent to a fairseq ``model_cfg``, truncated at ``output_layer``."""
-    from transformers import HubertConfig
-
     cfg = {**FAIRSEQ_DEFAULTS, **model_cfg}
     layers = parse_layer_spec(str(cfg["conv_feature_layers"]))
     if not 1 <= output_layer <= int(cfg["encoder_layers"]):
@@ -141,7 +142,6 @@ class HubertFeatures(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path: Path, output_layer: int = 11) -> HubertFeatures:
-        from transformers import HubertModel
 
         ckpt = load_tensors(path)
         if not isinstance(ckpt, dict) or not {"model_cfg", "model_weight"} <= set(ckpt):

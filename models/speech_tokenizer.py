@@ -99,8 +99,13 @@ class SpeechTokenizer:
     pitch: PitchEncoder | None
     style: StyleEncoder | None
     vocoder: Vocoder | None
-    fingerprints: dict[str, str]
+    files: dict[str, Path]
     device: torch.device
+
+    @property
+    def fingerprints(self) -> dict[str, str]:
+        """sha256 of every checkpoint file in use (hashed on first use, then cached per process)."""
+        return {name: fingerprint(path) for name, path in self.files.items()}
 
     @classmethod
     def from_checkpoint_dir(
@@ -128,8 +133,7 @@ class SpeechTokenizer:
             vocoder = Vocoder.from_dir(vocoder_dir).to(dev)
             if vocoder.expressive != (variant == "expressive"):
                 raise CheckpointError(f"{files['vocoder']}: is not a {variant} vocoder")
-        prints = {name: fingerprint(p) for name, p in files.items()}
-        return cls(variant, hubert, quant, pitch, style, vocoder, prints, dev)
+        return cls(variant, hubert, quant, pitch, style, vocoder, files, dev)
 
     @property
     def streams(self) -> tuple[str, ...]:

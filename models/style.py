@@ -15,6 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
+# Imported eagerly: transformers' lazy imports are not safe when first triggered from worker threads.
+from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
+
 from models.checkpoints import require, weights_file
 from models.errors import CheckpointError
 
@@ -37,7 +40,6 @@ class StyleEncoder(nn.Module):
 
     @classmethod
     def from_dir(cls, folder: Path) -> StyleEncoder:
-        from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
 
         from models.checkpoints import load_tensors
 

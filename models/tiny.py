@@ -91,24 +91,62 @@ VOCODER_CFG = {
 }
 
 
-def _hubert(root: Path) -> None:
+# The released models' dimensions (mHuBERT-base 25 Hz; wav2vec2-base style encoder), for benchmarks.
+BASE_HUBERT_CFG: dict[str, Any] = {
+    **HUBERT_CFG,
+    "encoder_embed_dim": 768,
+    "encoder_ffn_embed_dim": 3072,
+    "encoder_attention_heads": 12,
+    "conv_feature_layers": "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2 + [(512,2,2)]",
+    "conv_pos": 128,
+    "conv_pos_groups": 16,
+    "final_dim": 256,
+}
+STYLE_DIMS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "hidden_size": DIM,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 2 * DIM,
+        "conv_dim": [16] * 7,
+        "num_conv_pos_embeddings": 16,
+        "num_conv_pos_embedding_groups": 4,
+        "classifier_proj_size": 24,
+    },
+    "base": {
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "conv_dim": [512] * 7,
+        "num_conv_pos_embeddings": 128,
+        "num_conv_pos_embedding_groups": 16,
+        "classifier_proj_size": 256,
+    },
+}
+
+
+def _hubert(root: Path, cfg: dict[str, Any]) -> None:
     from transformers import HubertModel
 
-    model = HubertModel(hubert_config(HUBERT_CFG, HUBERT_CFG["encoder_layers"]))
-    state = to_fairseq_state_dict(model.state_dict(), drop_projection=True)
-    state["mask_emb"] = torch.rand(DIM)  # a training-only parameter the released file carries
+    dim = int(cfg["encoder_embed_dim"])
+    config = hubert_config(cfg, cfg["encoder_layers"])
+    model = HubertModel(config)
+    # The released file has no post_extract_proj when the conv and embedding widths agree.
+    state = to_fairseq_state_dict(model.state_dict(), drop_projection=config.conv_dim[-1] == dim)
+    state["mask_emb"] = torch.rand(dim)  # a training-only parameter the released file carries
     path = root / HUBERT
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
         {
-            "model_cfg": HUBERT_CFG,
+            "model_cfg": cfg,
             "task_cfg": {"sample_rate": 16000, "normalize": False, "label_rate": 25.0},
             "model_weight": state,
             "dictionaries_symbols": [[str(i) for i in range(500)]],
         },
         path,
     )
-    vocab, dim = 500, DIM
+    vocab = 500
     mid = dim - (vocab + 1)
     mlp = nn.Sequential(
         nn.Linear(dim, dim - mid // 4),
@@ -165,21 +203,14 @@ def _vq_decoder_state() -> dict[str, torch.Tensor]:
     return state
 
 
-def _style(root: Path) -> None:
+def _style(root: Path, size: str) -> None:
     from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
 
     config = Wav2Vec2Config(
-        hidden_size=DIM,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=2 * DIM,
-        conv_dim=[16] * 7,
+        **STYLE_DIMS[size],
         conv_kernel=[10, 3, 3, 3, 3, 2, 2],
         conv_stride=[5, 2, 2, 2, 2, 2, 2],
         conv_bias=False,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=4,
-        classifier_proj_size=24,
         id2label={i: f"style{i}" for i in range(100)},
         label2id={f"style{i}": i for i in range(100)},
         hidden_dropout=0.0,
@@ -235,13 +266,19 @@ def _vocoders(root: Path) -> None:
             )
 
 
-def write_tiny_checkpoints(root: str | Path, seed: int = 0) -> Path:
-    """Write the whole speech-tokenizer checkpoint set under ``root`` (deterministic for a seed)."""
+def write_tiny_checkpoints(root: str | Path, seed: int = 0, size: str = "tiny") -> Path:
+    """Write the whole speech-tokenizer checkpoint set under ``root`` (deterministic for a seed).
+
+    ``size="base"`` gives the released models' dimensions for the encoders (random weights, for
+    benchmarks); the vocoders and the F0 VQ-VAE stay tiny.
+    """
+    if size not in STYLE_DIMS:
+        raise ValueError(f"size {size!r}: expected one of {', '.join(STYLE_DIMS)}")
     out = Path(root)
     torch.manual_seed(seed)
-    _hubert(out)
+    _hubert(out, HUBERT_CFG if size == "tiny" else BASE_HUBERT_CFG)
     _vqvae(out)
-    _style(out)
+    _style(out, size)
     _vocoders(out)
     (out / "README.txt").write_text(
         "Tiny RANDOM SpiRit-LM checkpoints written by `spiritflow checkpoints tiny` for tests and demos.\n"

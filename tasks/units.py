@@ -175,7 +175,14 @@ def extract_units(
         plan_info["hubert_layer"],
     )
     max_batch = plan_info["max_batch"] or (16 if tok.device.type == "cuda" else 1)
-    rows, rejects = unit_rows(jobs, tok, plan_info["key_params"], opts, max_batch=max_batch)
+    rows, rejects = unit_rows(
+        jobs,
+        tok,
+        plan_info["key_params"],
+        opts,
+        max_batch=max_batch,
+        fingerprints=plan_info["fingerprints"],
+    )
     write_atomic(to_arrow(rejects, REJECTS), rejects_url, opts)
     write_atomic(to_arrow(rows, UNITS), units_url, opts)
     return UnitsOutcome(

@@ -102,6 +102,11 @@ def time_hubert(tok: SpeechTokenizer, pieces: list[torch.Tensor], batch: int) ->
     return time.perf_counter() - start
 
 
+def _warm_imports() -> None:
+    import models.speech_tokenizer  # noqa: F401 (imports torch, transformers, torchfcpe)
+    import tasks.units  # noqa: F401
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -13,7 +13,6 @@ from flows.progress import completed_with_progress
 from schemas.expectations import prepare_in_background
 from schemas.tables import UNITS
 from storage.layout import RunLayout
-from tasks.common import IMPORT_LOCK
 from tasks.decode import decode_units, list_units
 from tasks.units import UnitsSummary, carry_units, extract_units, finalize_units, plan_units
 
@@ -21,7 +20,7 @@ from tasks.units import UnitsSummary, carry_units, extract_units, finalize_units
 @flow(name="units", persist_result=False)
 def units_flow(params: UnitsParams) -> UnitsSummary:
     started = time.time()
-    prepare_in_background(UNITS, lock=IMPORT_LOCK)  # overlaps GE's import with extraction
+    prepare_in_background(UNITS)  # overlaps GE's import with extraction
     layout = RunLayout.at(params.out, params.storage_options)
     recordings = params.recordings or layout.table("recordings")
     plan = plan_units(layout, recordings, params.model_dump())

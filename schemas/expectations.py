@@ -6,7 +6,6 @@ ten offending rows (by the table's row id), so a data engineer can find them wit
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -39,17 +38,12 @@ def _gx() -> Any:
 _LOCK = threading.RLock()
 
 
-def prepare_in_background(*specs: TableSpec, lock: Any = None) -> threading.Thread:
-    """Import GE and build the suites on a thread (GE's import takes seconds) while work runs.
-
-    ``lock`` is held during the import when other threads of this process may import heavy
-    packages at the same time (concurrent first imports can see half-initialised modules).
-    """
+def prepare_in_background(*specs: TableSpec) -> threading.Thread:
+    """Import GE and build the suites on a thread (GE's import takes seconds) while work runs."""
 
     def _prepare() -> None:
-        with lock if lock is not None else contextlib.nullcontext():
-            for spec in specs:
-                _validation_definition(spec.name, spec)
+        for spec in specs:
+            _validation_definition(spec.name, spec)
 
     thread = threading.Thread(target=_prepare, name="gx-prepare", daemon=True)
     thread.start()

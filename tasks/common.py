@@ -21,13 +21,13 @@ def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-IMPORT_LOCK = threading.RLock()
+_MODEL_LOCK = threading.Lock()
 _MODELS: dict[tuple[Any, ...], Any] = {}
 
 
 def cached_model(key: tuple[Any, ...], load: Callable[[], Any]) -> Any:
-    """One model per worker process and key; the lock also serialises transformers' lazy imports."""
-    with IMPORT_LOCK:
+    """One model per worker process and key (tasks on the threads of one worker share it)."""
+    with _MODEL_LOCK:
         if key not in _MODELS:
             _MODELS[key] = load()
         return _MODELS[key]

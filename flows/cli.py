@@ -70,6 +70,33 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--json", action="store_true", help="print the run summary as JSON")
 
 
+STAGE_COMMANDS: list[tuple[str, type[BaseModel], str, str]] = [
+    (
+        "ingest",
+        IngestParams,
+        "decode, hash and measure audio into the recordings/rejects/duplicates tables",
+        "Ingest a folder, glob or manifest of audio. Good files go to OUT/recordings, bad ones to OUT/rejects "
+        "with a reason, identical content to OUT/duplicates. Reruns reuse finished shards. Exit status: 0 on "
+        "success, 1 if nothing was readable or the run failed, 2 on bad usage.",
+    ),
+    (
+        "tokenize",
+        TokenizeParams,
+        "ingest, then extract SpiRit-LM units (HuBERT, pitch, style) into the units table",
+        "Ingest SOURCE (as `ingest` does), then tokenize every good recording with the SpiRit-LM speech tokenizer "
+        "from --checkpoints (released layout) into OUT/units. Recordings already tokenized with the same "
+        "checkpoints and parameters are reused, so adding files extracts only them.",
+    ),
+    (
+        "decode",
+        DecodeParams,
+        "resynthesise audio from a units table with the HiFi-GAN vocoder",
+        "Decode every row of a units table (UNITS: folder or file) to OUT/audio/<id>.wav with the vocoder of its "
+        "variant from --checkpoints. Existing wavs are kept, so a rerun resumes.",
+    ),
+]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spiritflow",
@@ -77,34 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
         "under --out (local, s3:// or memory://) and prints where they are.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    ingest = sub.add_parser(
-        "ingest",
-        help="decode, hash and measure audio into the recordings/rejects/duplicates tables",
-        description="Ingest a folder, glob or manifest of audio. Good files go to OUT/recordings, bad ones "
-        "to OUT/rejects with a reason, identical content to OUT/duplicates. Reruns reuse finished shards. "
-        "Exit status: 0 on success, 1 if nothing was readable or the run failed, 2 on bad usage.",
-    )
-    _add_model_options(ingest, IngestParams)
-    _add_runtime_options(ingest)
-
-    tokenize = sub.add_parser(
-        "tokenize",
-        help="ingest, then extract SpiRit-LM units (HuBERT, pitch, style) into the units table",
-        description="Ingest SOURCE (as `ingest` does), then tokenize every good recording with the SpiRit-LM speech "
-        "tokenizer from --checkpoints (released layout) into OUT/units. Recordings already tokenized with the same "
-        "checkpoints and parameters are reused, so adding files extracts only them.",
-    )
-    _add_model_options(tokenize, TokenizeParams)
-    _add_runtime_options(tokenize)
-
-    decode = sub.add_parser(
-        "decode",
-        help="resynthesise audio from a units table with the HiFi-GAN vocoder",
-        description="Decode every row of a units table (UNITS: folder or file) to OUT/audio/<id>.wav with the vocoder "
-        "of its variant from --checkpoints. Existing wavs are kept, so a rerun resumes.",
-    )
-    _add_model_options(decode, DecodeParams)
-    _add_runtime_options(decode)
+    for name, model, help_text, description in STAGE_COMMANDS:
+        stage = sub.add_parser(name, help=help_text, description=description)
+        _add_model_options(stage, model)
+        _add_runtime_options(stage)
 
     ckpt = sub.add_parser(
         "checkpoints",

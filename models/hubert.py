@@ -38,6 +38,15 @@ FAIRSEQ_DEFAULTS: dict[str, Any] = {
     "conv_pos": 128,
     "conv_pos_groups": 16,
 }
+# Inference only: every dropout and layer drop off (transformers' configs default to training values).
+NO_DROPOUT: dict[str, Any] = {
+    "hidden_dropout": 0.0,
+    "attention_dropout": 0.0,
+    "activation_dropout": 0.0,
+    "feat_proj_dropout": 0.0,
+    "final_dropout": 0.0,
+    "layerdrop": 0.0,
+}
 _RENAMES = [
     (r"^feature_extractor\.conv_layers\.(\d+)\.0\.", r"feature_extractor.conv_layers.\1.conv."),
     (
@@ -91,12 +100,7 @@ def hubert_config(model_cfg: dict[str, Any], output_layer: int) -> Any:
         num_conv_pos_embedding_groups=int(cfg["conv_pos_groups"]),
         do_stable_layer_norm=bool(cfg["layer_norm_first"]),
         feat_proj_layer_norm=True,
-        hidden_dropout=0.0,
-        attention_dropout=0.0,
-        activation_dropout=0.0,
-        feat_proj_dropout=0.0,
-        final_dropout=0.0,
-        layerdrop=0.0,
+        **NO_DROPOUT,
         mask_time_prob=0.0,
         mask_feature_prob=0.0,
         layer_norm_eps=1e-5,

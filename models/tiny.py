@@ -16,7 +16,7 @@ import yaml
 from torch import nn
 
 from models.hifigan import CodeHiFiGAN
-from models.hubert import hubert_config, to_fairseq_state_dict
+from models.hubert import NO_DROPOUT, hubert_config, to_fairseq_state_dict
 from models.pitch import F0VQEncoder
 from models.speech_tokenizer import HUBERT, PITCH_DIR, QUANTIZER, STYLE_DIR, VOCODER_DIRS
 
@@ -213,12 +213,7 @@ def _style(root: Path, size: str) -> None:
         conv_bias=False,
         id2label={i: f"style{i}" for i in range(100)},
         label2id={f"style{i}": i for i in range(100)},
-        hidden_dropout=0.0,
-        attention_dropout=0.0,
-        activation_dropout=0.0,
-        feat_proj_dropout=0.0,
-        final_dropout=0.0,
-        layerdrop=0.0,
+        **NO_DROPOUT,
         architectures=["Wav2Vec2StyleEncoder"],
     )
     model = Wav2Vec2ForSequenceClassification(config)

@@ -62,6 +62,9 @@ class UnitsParams(StageParams):
         default=None,
         description="quantizer file instead of L11_quantizer_500.pt (linear, or k-means with cluster_centers)",
     )
+    f0_extractor: Literal["fcpe", "pyaapt"] = Field(
+        default="fcpe", description="F0 extractor for pitch units: fcpe (as released) or pyaapt"
+    )
     device: str = Field(
         default="auto", description="torch device on the workers: auto (CUDA if present), cpu, cuda"
     )
@@ -84,6 +87,7 @@ class TokenizeParams(IngestParams):
     variant: Literal["base", "expressive"] = UnitsParams.model_fields["variant"]
     hubert_layer: int = UnitsParams.model_fields["hubert_layer"]
     quantizer: str | None = UnitsParams.model_fields["quantizer"]
+    f0_extractor: Literal["fcpe", "pyaapt"] = UnitsParams.model_fields["f0_extractor"]
     device: str = UnitsParams.model_fields["device"]
     max_batch: int = UnitsParams.model_fields["max_batch"]
     units_shard_size: int = Field(
@@ -101,6 +105,7 @@ class TokenizeParams(IngestParams):
             variant=self.variant,
             hubert_layer=self.hubert_layer,
             quantizer=self.quantizer,
+            f0_extractor=self.f0_extractor,
             device=self.device,
             max_batch=self.max_batch,
             shard_size=self.units_shard_size,

@@ -29,14 +29,18 @@ def units_flow(params: UnitsParams) -> UnitsSummary:
         "variant": params.variant,
         "device": params.device,
         "hubert_layer": params.hubert_layer,
+        "quantizer": params.quantizer,
+        "f0_extractor": params.f0_extractor,
         "max_batch": params.max_batch,
         "threads": params.threads_per_task,
         "key_params": plan.key_params,
         "fingerprints": plan.fingerprints,
     }
     carried = carry_units.submit(plan.carry, layout)
+    # Longest shards first: workers finish together instead of one long shard running alone at the end.
+    shards = sorted(plan.shards, key=lambda shard: -sum(job.duration_s for job in shard[1]))
     futures = extract_units.map(
-        [k for k, _ in plan.shards], [j for _, j in plan.shards], unmapped(layout), unmapped(info)
+        [k for k, _ in shards], [j for _, j in shards], unmapped(layout), unmapped(info)
     )
     outcomes = list(completed_with_progress(futures, "units shards"))
     summary = finalize_units(layout, plan, outcomes, carried.result(), started)

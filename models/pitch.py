@@ -7,10 +7,12 @@ codebook are needed to tokenize. FCPE is torchfcpe's bundled model (no download)
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from torch import nn
@@ -106,16 +108,60 @@ class F0VQEncoder(nn.Module):
         return dist.argmin(dim=-1)
 
 
-class PitchEncoder(nn.Module):
-    """FCPE F0 → [f0 − mean(voiced f0), vuv] → VQ-VAE codes at 12.5 Hz."""
+F0_EXTRACTORS = ("fcpe", "pyaapt")
 
-    def __init__(self, vq: F0VQEncoder, fcpe: Any) -> None:
+
+def pyaapt_f0(wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """pYAAPT F0 at 200 Hz with SpiRit-LM's settings (20 ms frames, 5 ms hop), unvoiced interpolated.
+
+    The waveform is cropped to whole hops, peak-normalised to 0.95 and padded with 10 ms of zeros
+    on each side, as the reference does before calling ``yaapt``.
+    """
+    try:
+        import amfm_decompy.basic_tools as basic
+        import amfm_decompy.pYAAPT as yaapt
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise CheckpointError("the pyaapt F0 extractor needs the amfm-decompy package") from exc
+    x = wav.detach().cpu().numpy().astype(np.float64).reshape(-1)
+    x = x[: len(x) // HOP * HOP]
+    peak = np.abs(x).max() if len(x) else 0.0
+    x = x / peak * 0.95 if peak > 0 else x
+    pad = int(20.0 / 1000 * 16000) // 2
+    x = np.pad(x, (pad, pad))
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter(
+            "ignore"
+        )  # pYAAPT warns on silent frames; the result is still defined
+        pitch = yaapt.yaapt(
+            basic.SignalObj(x, 16000),
+            frame_length=20.0,
+            frame_space=HOP / 16000 * 1000,
+            nccf_thresh1=0.25,
+            tda_frame_length=25.0,
+        )
+    f0 = np.asarray(pitch.samp_values, dtype=np.float64)
+    vuv = np.asarray(pitch.vuv, dtype=bool)
+    voiced = np.flatnonzero(f0 != 0)
+    if len(voiced) > 1:
+        f0 = np.interp(
+            np.arange(len(f0)), voiced, f0[voiced]
+        )  # edges take the first/last voiced value
+    return torch.from_numpy(f0), torch.from_numpy(vuv.astype(np.float64))
+
+
+class PitchEncoder(nn.Module):
+    """F0 (FCPE, or pYAAPT) → [f0 − mean(voiced f0), vuv] → VQ-VAE codes at 12.5 Hz."""
+
+    def __init__(self, vq: F0VQEncoder, fcpe: Any, extractor: str = "fcpe") -> None:
         super().__init__()
         self.vq = vq.eval().requires_grad_(False)
         self.fcpe = fcpe
+        self.extractor = extractor
 
     @classmethod
-    def from_dir(cls, folder: Path, device: str | torch.device = "cpu") -> PitchEncoder:
+    def from_dir(
+        cls, folder: Path, device: str | torch.device = "cpu", extractor: str = "fcpe"
+    ) -> PitchEncoder:
         cfg_path = require(folder / "config.yaml")
         try:
             config = yaml.safe_load(cfg_path.read_text())
@@ -142,9 +188,15 @@ class PitchEncoder(nn.Module):
             vq.load_state_dict(state)
         except RuntimeError as exc:
             raise CheckpointError(f"{folder / 'model.pt'}: does not fit {cfg_path}: {exc}") from exc
+        if extractor not in F0_EXTRACTORS:
+            raise CheckpointError(
+                f"unknown F0 extractor {extractor!r}: expected one of {', '.join(F0_EXTRACTORS)}"
+            )
+        if extractor == "pyaapt":
+            return cls(vq.to(device), None, extractor)
         from torchfcpe import spawn_bundled_infer_model
 
-        return cls(vq.to(device), spawn_bundled_infer_model(device=str(device)))
+        return cls(vq.to(device), spawn_bundled_infer_model(device=str(device)), extractor)
 
     def f0(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(f0 Hz, vuv) at 200 Hz, ``len(wav) // 80 + 1`` frames; unvoiced frames interpolated."""
@@ -171,11 +223,12 @@ class PitchEncoder(nn.Module):
         """One code sequence per waveform (FCPE runs per utterance: batching it changes F0 slightly)."""
         codes = []
         for wav in wavs:
-            f0, vuv = self.f0(wav)
+            f0, vuv = self.f0(wav) if self.extractor == "fcpe" else pyaapt_f0(wav)
             if self.vq.normalize:
                 voiced = f0[vuv != 0]
                 if voiced.numel():
                     mean = voiced.mean()
                     f0 = torch.where(f0 != 0, f0 - mean, f0)
-            codes.append(self.vq(torch.stack([f0, vuv])[None]))
+            x = torch.stack([f0, vuv]).float().to(self.vq.codebook.device)
+            codes.append(self.vq(x[None]))
         return codes

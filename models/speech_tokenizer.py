@@ -116,8 +116,12 @@ class SpeechTokenizer:
         hubert_layer: int = 11,
         quantizer: str | Path | None = None,
         with_vocoder: bool = True,
+        f0_extractor: str = "fcpe",
     ) -> SpeechTokenizer:
-        """Load from ``path`` (or ``$SPIRITLM_CHECKPOINTS_DIR``); ``quantizer`` may point at a k-means file."""
+        """Load from ``path`` (or ``$SPIRITLM_CHECKPOINTS_DIR``); ``quantizer`` may point at a k-means file.
+
+        ``f0_extractor``: ``fcpe`` (the released tokenizer's choice) or ``pyaapt``.
+        """
         root = checkpoints_dir(path)
         dev = resolve(device)
         files = required_files(root, variant, quantizer, with_vocoder)
@@ -126,7 +130,7 @@ class SpeechTokenizer:
         quant = load_quantizer(files["quantizer"]).to(dev)
         pitch = style = None
         if variant == "expressive":
-            pitch = PitchEncoder.from_dir(root / PITCH_DIR, dev)
+            pitch = PitchEncoder.from_dir(root / PITCH_DIR, dev, extractor=f0_extractor)
             style = StyleEncoder.from_dir(root / STYLE_DIR).to(dev)
         vocoder = None
         if "vocoder" in files:

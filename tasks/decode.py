@@ -13,18 +13,15 @@ from schemas.tables import UNITS
 from schemas.tokens import units_to_string
 from storage.layout import RunLayout
 from storage.parquet import exists, read_table, write_bytes_atomic
+from tasks.common import cached_model
 from tasks.ingest import TASK_OPTIONS
-
-_VOCODERS: dict[tuple[str, str, str], SpeechTokenizer] = {}
 
 
 def _tokenizer(checkpoints: str | None, variant: str, device: str) -> SpeechTokenizer:
-    key = (str(checkpoints), variant, device)
-    if key not in _VOCODERS:
-        _VOCODERS[key] = SpeechTokenizer.from_checkpoint_dir(
-            checkpoints, variant=variant, device=device
-        )  # type: ignore[arg-type]
-    return _VOCODERS[key]
+    return cached_model(
+        ("decode", str(checkpoints), variant, device),
+        lambda: SpeechTokenizer.from_checkpoint_dir(checkpoints, variant=variant, device=device),  # type: ignore[arg-type]
+    )
 
 
 @task(name="list-units", **TASK_OPTIONS)

@@ -30,24 +30,35 @@ from storage.parquet import (
     write_atomic,
     write_bytes_atomic,
 )
+from tasks.common import cached_model
 from tasks.ingest import TASK_OPTIONS
 
 UNIT_REJECTS = "unit_rejects"
-_TOKENIZERS: dict[tuple[str, str, str, int], SpeechTokenizer] = {}
 
 
-def tokenizer_for(checkpoints: str, variant: str, device: str, layer: int) -> SpeechTokenizer:
+def tokenizer_for(info: dict[str, Any]) -> SpeechTokenizer:
     """One SpeechTokenizer per worker process and configuration (loading costs seconds)."""
-    key = (checkpoints, variant, device, layer)
-    if key not in _TOKENIZERS:
-        _TOKENIZERS[key] = SpeechTokenizer.from_checkpoint_dir(
-            checkpoints,
-            variant=variant,
-            device=device,
-            hubert_layer=layer,
-            with_vocoder=False,  # type: ignore[arg-type]
-        )
-    return _TOKENIZERS[key]
+    key = (
+        "units",
+        info["checkpoints"],
+        info["variant"],
+        info["device"],
+        info["hubert_layer"],
+        info["quantizer"],
+        info["f0_extractor"],
+    )
+    return cached_model(
+        key,
+        lambda: SpeechTokenizer.from_checkpoint_dir(
+            info["checkpoints"],
+            variant=info["variant"],
+            device=info["device"],
+            hubert_layer=info["hubert_layer"],
+            quantizer=info["quantizer"],
+            with_vocoder=False,
+            f0_extractor=info["f0_extractor"],
+        ),
+    )
 
 
 @dataclass
@@ -98,6 +109,8 @@ def plan_units(layout: RunLayout, recordings_url: str, params: dict[str, Any]) -
     root = checkpoints_dir(params["checkpoints"])
     fingerprints = unit_fingerprints(root, params["variant"], params.get("quantizer"))
     key_params = {"variant": params["variant"], "hubert_layer": params["hubert_layer"]}
+    if params["variant"] == "expressive":
+        key_params["f0_extractor"] = params["f0_extractor"]
     cols = ["id", "uri", "sha256", "num_samples_16k", "duration_s"]
     rec = read_table(recordings_url, RECORDINGS, columns=cols, storage_options=opts).to_pylist()
     jobs = {
@@ -168,12 +181,7 @@ def extract_units(
     import torch
 
     torch.set_num_threads(plan_info["threads"])
-    tok = tokenizer_for(
-        plan_info["checkpoints"],
-        plan_info["variant"],
-        plan_info["device"],
-        plan_info["hubert_layer"],
-    )
+    tok = tokenizer_for(plan_info)
     max_batch = plan_info["max_batch"] or (16 if tok.device.type == "cuda" else 1)
     rows, rejects = unit_rows(
         jobs,

@@ -120,3 +120,17 @@ def test_kmeans_quantizer_file(tmp_path) -> None:  # type: ignore[no-untyped-def
     feats = tok.hubert([wav])[0]
     expected = torch.cdist(feats, torch.from_numpy(centers)).argmin(dim=1).tolist()
     assert tok.encode_units(wav)["hubert"] == expected
+
+
+def test_pyaapt_f0_extractor_gives_pitch_units() -> None:
+    """pYAAPT (amfm-decompy) as the F0 extractor: same VQ-VAE, codes at 12.5 Hz, silence handled."""
+    tok = SpeechTokenizer.from_checkpoint_dir(
+        CKPT, variant="expressive", with_vocoder=False, f0_extractor="pyaapt"
+    )
+    wav = _audio("librispeech_7143-88743-0029.flac")
+    pitch = tok.encode_units(wav)["pitch"]
+    assert abs(len(pitch) - (len(wav) // 80 + 1) // 16) <= 1 and all(0 <= p < 64 for p in pitch)
+    assert len(set(pitch)) > 3
+    assert len(tok.encode_units(np.zeros(16_000, dtype=np.float32))["pitch"]) == 12
+    with pytest.raises(CheckpointError, match="unknown F0 extractor"):
+        SpeechTokenizer.from_checkpoint_dir(CKPT, variant="expressive", f0_extractor="crepe")

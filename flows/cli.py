@@ -112,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     ckpt = sub.add_parser(
         "checkpoints",
         help="write tiny random checkpoints in the released SpiRit-LM layout (tests, demos)",
-        description="Checkpoint utilities. `checkpoints tiny DIR` writes a complete tiny RANDOM speech-tokenizer "
-        "set (HuBERT + quantizer, F0 VQ-VAE, style encoder, both HiFi-GAN vocoders) in the released formats.",
+        description="Checkpoint utilities. `checkpoints tiny DIR` writes a complete tiny RANDOM set in the released "
+        "layout: speech tokenizer (HuBERT + quantizer, F0 VQ-VAE, style encoder), both HiFi-GAN vocoders, and "
+        "base/expressive LlamaForCausalLM dirs with a tokenizer whose SpiRit-LM token ids are the released ones.",
     )
     ckpt_sub = ckpt.add_subparsers(dest="checkpoints_command", required=True, metavar="ACTION")
     tiny = ckpt_sub.add_parser(

@@ -261,6 +261,93 @@ def _vocoders(root: Path) -> None:
             )
 
 
+LM_DIRS = {
+    "base": "spiritlm_model/spirit-lm-base-7b",
+    "expressive": "spiritlm_model/spirit-lm-expressive-7b",
+}
+LM_VOCAB = {"base": 32512, "expressive": 32768}  # embedding rows of the released models
+_LM_CHARS = (
+    "▁abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?'\"()-_/&%$#@+=*<>"
+)
+
+
+def _text_tokenizer() -> Any:
+    """A LLaMA-style 32,000-id text vocabulary (specials, 256 byte-fallback pieces, characters).
+
+    Built directly as a ``tokenizers`` BPE without merges (converting a 32k SentencePiece model takes
+    ~40 s here); the id layout is what matters: SpiRit-LM's 667 tokens then get ids 32000–32666.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    vocab.update({f"<0x{b:02X}>": 3 + b for b in range(256)})
+    for ch in _LM_CHARS:
+        vocab.setdefault(ch, len(vocab))
+    while len(vocab) < 32000:
+        vocab[f"<unused{len(vocab)}>"] = len(vocab)
+    tok = Tokenizer(
+        models.BPE(vocab=vocab, merges=[], unk_token="<unk>", byte_fallback=True, fuse_unk=True)
+    )
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(
+        replacement="▁", prepend_scheme="first", split=False
+    )
+    tok.decoder = decoders.Sequence(
+        [
+            decoders.Replace("▁", " "),
+            decoders.ByteFallback(),
+            decoders.Fuse(),
+            decoders.Strip(" ", 1, 0),
+        ]
+    )
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+    )
+    return tok
+
+
+def _language_models(root: Path) -> None:
+    """Tiny LlamaForCausalLM + tokenizer per variant, in the ``spiritlm_model/`` layout."""
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
+
+    from schemas.tokens import HUBERT_BASE, HUBERT_UNITS, LAST_ID, TEXT_ID, token_of
+
+    last_id = {"base": HUBERT_BASE + HUBERT_UNITS - 1, "expressive": LAST_ID}
+    for variant, rel in LM_DIRS.items():
+        folder = root / rel
+        folder.mkdir(parents=True, exist_ok=True)
+        _text_tokenizer().save(str(folder / "tokenizer.json"))
+        (folder / "tokenizer_config.json").write_text(
+            json.dumps(
+                {
+                    "tokenizer_class": "LlamaTokenizer",
+                    "bos_token": "<s>",
+                    "eos_token": "</s>",
+                    "unk_token": "<unk>",
+                    "add_bos_token": True,
+                    "add_eos_token": False,
+                    "model_max_length": 4096,
+                },
+                indent=1,
+            )
+        )
+        tokenizer = LlamaTokenizer.from_pretrained(str(folder), local_files_only=True)
+        tokenizer.add_tokens([token_of(i) for i in range(TEXT_ID, last_id[variant] + 1)])
+        tokenizer.save_pretrained(str(folder))
+        config = LlamaConfig(
+            vocab_size=LM_VOCAB[variant],
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            bos_token_id=1,
+            eos_token_id=2,
+            tie_word_embeddings=False,
+        )
+        LlamaForCausalLM(config).save_pretrained(str(folder))
+
+
 def write_tiny_checkpoints(root: str | Path, seed: int = 0, size: str = "tiny") -> Path:
     """Write the whole speech-tokenizer checkpoint set under ``root`` (deterministic for a seed).
 
@@ -275,6 +362,7 @@ def write_tiny_checkpoints(root: str | Path, seed: int = 0, size: str = "tiny") 
     _vqvae(out)
     _style(out, size)
     _vocoders(out)
+    _language_models(out)
     (out / "README.txt").write_text(
         "Tiny RANDOM SpiRit-LM checkpoints written by `spiritflow checkpoints tiny` for tests and demos.\n"
         "Layout and formats match the released checkpoints; the weights are random (units carry no meaning).\n"

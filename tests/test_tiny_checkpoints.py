@@ -68,3 +68,25 @@ def test_hubert_name_mapping_round_trips() -> None:
     hf = convert_state_dict(state, output_layer=12)
     back = to_fairseq_state_dict(hf, drop_projection=False)
     assert set(back) | {"mask_emb"} == set(state) | {"mask_emb"}
+
+
+@pytest.mark.parametrize(
+    "variant, vocab, last", [("base", 32512, 32502), ("expressive", 32768, 32666)]
+)
+def test_tiny_language_model_and_tokenizer(tiny: Path, variant: str, vocab: int, last: int) -> None:
+    """The LM dir loads offline; the tokenizer's SpiRit-LM ids equal REFERENCE.md's table."""
+    from transformers import LlamaForCausalLM, LlamaTokenizer
+
+    from schemas.tokens import token_of
+
+    folder = tiny / "spiritlm_model" / f"spirit-lm-{variant}-7b"
+    tok = LlamaTokenizer.from_pretrained(str(folder), local_files_only=True)
+    assert all(tok.convert_tokens_to_ids(token_of(i)) == i for i in range(32000, last + 1))
+    text = "[Text]Hello world![Speech][Hu12][Hu500]"
+    ids = tok(text)["input_ids"]
+    assert ids[0] == 1 and ids[-2:] == [32014, 32502]
+    assert tok.decode(ids, skip_special_tokens=True) == text
+    model = LlamaForCausalLM.from_pretrained(str(folder), local_files_only=True)
+    assert model.config.vocab_size == vocab
+    logits = model(torch.tensor([ids])).logits
+    assert logits.shape == (1, len(ids), vocab)

@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = ckpt_sub.add_parser(
         "tiny",
         help="write tiny random checkpoints to DIR",
-        description="Write tiny random checkpoints (about 2 MB) to DIR; same seed, same bytes.",
+        description="Write tiny random checkpoints (about 20 MB) to DIR; same seed, same bytes.",
     )
     tiny.add_argument("dir", metavar="DIR", help="output folder (SPIRITLM_CHECKPOINTS_DIR layout)")
     tiny.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

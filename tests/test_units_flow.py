@@ -149,3 +149,28 @@ def test_decode_writes_wavs_and_resumes(tmp_path: Path) -> None:
     assert sr == 16_000 and len(wav) == len(ref) and float(np.abs(wav - ref).max()) < 1e-4
     again = _run(decode_flow, decode)
     assert again["written"] == 0 and again["kept"] == 2
+
+
+def test_tokenize_with_source_and_output_on_s3(
+    tmp_path: Path, s3_server: dict[str, Any], s3_bucket: str
+) -> None:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3_server)
+    for name in ("glide_3s.wav", "librispeech_7143-88743-0029.flac"):
+        fs.put(str(REFERENCE_AUDIO / name), f"{s3_bucket}/in/{name}")
+    out = f"s3://{s3_bucket}/runs/tok"
+    params = TokenizeParams(
+        source=f"s3://{s3_bucket}/in/",
+        out=out,
+        storage_options=s3_server,
+        checkpoints=str(CKPT),
+        variant="base",
+    )
+    result = _run(tokenize_flow, params)
+    assert result["units"]["rows"] == 2
+    units = read_table(f"{out}/units", UNITS, storage_options=s3_server).to_pandas().set_index("id")
+    ref = EXPECTED["glide_3s.wav"]["base_units"]["hubert"]
+    assert list(units.loc["glide_3s", "hubert"]) == [int(x) for x in ref.split()]
+    again = _run(tokenize_flow, params)["units"]
+    assert again["extracted"] == 0 and again["reused_rows"] == 2

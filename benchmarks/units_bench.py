@@ -9,6 +9,7 @@ In one run, on the same clips (1–30 s, real LibriSpeech speech tiled, varied g
                  decode + resample + HuBERT + pitch + style (expressive), models loaded once
   flow_e2e       `units` flow on a LocalCluster (one worker process per core, 1 torch thread each),
                  same files, models loaded once per worker (Prefect + Dask included)
+  flow_1worker   the same flow on one worker process with every core as torch threads
 Audio seconds per wall second are reported for the two end-to-end runs.
 """
 
@@ -182,6 +183,21 @@ def main() -> None:
             task_runner=task_runner(ClusterOptions(dask_address=cluster.scheduler_address))
         )(params)
         res["flow_e2e_s"] = time.perf_counter() - start
+        # Same flow, one worker process using every core as torch threads (one model copy per machine).
+        out1 = DATA / "units-out-1worker"
+        shutil.rmtree(out1, ignore_errors=True)
+        shutil.copytree(out / "recordings", out1 / "recordings")
+    with prefect_api(), LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as one:
+        from distributed import Client
+
+        with Client(one.scheduler_address) as client:
+            client.run(_warm_imports)
+        start = time.perf_counter()
+        units_flow.with_options(task_runner=task_runner(ClusterOptions(dask_address=one.scheduler_address)))(
+            params.model_copy(update={"out": str(out1), "threads_per_task": cores,
+                                      "recordings": str(out1 / "recordings")})
+        )
+        res["flow_1worker_e2e_s"] = time.perf_counter() - start
     table = read_table(str(out / "units")).to_pandas().set_index("id")
     same = all(
         list(table.loc[f.stem, "hubert"]) == u["hubert"]
@@ -207,6 +223,7 @@ def main() -> None:
         "reference_audio_s_per_s": round(audio_s / res["reference_e2e_s"], 2),
         "flow_audio_s_per_s": round(audio_s / res["flow_e2e_s"], 2),
         "flow_vs_reference": round(res["reference_e2e_s"] / res["flow_e2e_s"], 2),
+        "flow_1worker_vs_reference": round(res["reference_e2e_s"] / res["flow_1worker_e2e_s"], 2),
         "flow_units_equal_reference_loop": same,
     }
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")

@@ -187,15 +187,25 @@ def main() -> None:
         out1 = DATA / "units-out-1worker"
         shutil.rmtree(out1, ignore_errors=True)
         shutil.copytree(out / "recordings", out1 / "recordings")
-    with prefect_api(), LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as one:
+    with (
+        prefect_api(),
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0") as one,
+    ):
         from distributed import Client
 
         with Client(one.scheduler_address) as client:
             client.run(_warm_imports)
         start = time.perf_counter()
-        units_flow.with_options(task_runner=task_runner(ClusterOptions(dask_address=one.scheduler_address)))(
-            params.model_copy(update={"out": str(out1), "threads_per_task": cores,
-                                      "recordings": str(out1 / "recordings")})
+        units_flow.with_options(
+            task_runner=task_runner(ClusterOptions(dask_address=one.scheduler_address))
+        )(
+            params.model_copy(
+                update={
+                    "out": str(out1),
+                    "threads_per_task": cores,
+                    "recordings": str(out1 / "recordings"),
+                }
+            )
         )
         res["flow_1worker_e2e_s"] = time.perf_counter() - start
     table = read_table(str(out / "units")).to_pandas().set_index("id")

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from models.checkpoints import load_tensors, require
 from models.errors import CheckpointError
+from schemas.tokens import string_to_units
 
 LRELU_SLOPE = 0.1
 BASE_DEFAULT_STYLE = 8  # "conv-default" in the released styles.txt
@@ -224,8 +226,20 @@ class Vocoder(nn.Module):
         ]
         return cls(generator, names[0], names[1])
 
+    def decode_audio(
+        self, units_or_string: dict[str, list[int]] | str, speaker: int = DEFAULT_SPEAKER
+    ) -> np.ndarray:
+        """16 kHz float32 audio from a token string (parsed as the reference does) or per-Hu-token units."""
+        units = (
+            string_to_units(units_or_string)
+            if isinstance(units_or_string, str)
+            else units_or_string
+        )
+        return self.decode(units, speaker=speaker).cpu().numpy().astype(np.float32)
+
     def decode(self, units: dict[str, list[int]], speaker: int = DEFAULT_SPEAKER) -> torch.Tensor:
-        """One value per Hu token in each stream (what ``string_to_units`` returns)."""
+        """One value per Hu token in each stream (what ``string_to_units`` returns); the base
+        vocoder reads only ``hubert``."""
         if not units.get("hubert"):
             return torch.zeros(0)
         device = self.generator.conv_pre.weight.device

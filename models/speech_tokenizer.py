@@ -23,7 +23,7 @@ from models.hubert import HubertFeatures
 from models.pitch import PitchEncoder
 from models.quantizer import load_quantizer
 from models.style import StyleEncoder
-from schemas.tokens import string_to_units, units_to_string
+from schemas.tokens import units_to_string
 
 SAMPLE_RATE = 16_000
 MAX_CHUNK = 100 * SAMPLE_RATE
@@ -125,18 +125,13 @@ class SpeechTokenizer:
         root = checkpoints_dir(path)
         dev = resolve(device)
         files = required_files(root, variant, quantizer, with_vocoder)
-        vocoder_dir = root / VOCODER_DIRS[variant]
         hubert = HubertFeatures.from_checkpoint(files["hubert"], hubert_layer).to(dev)
         quant = load_quantizer(files["quantizer"]).to(dev)
         pitch = style = None
         if variant == "expressive":
             pitch = PitchEncoder.from_dir(root / PITCH_DIR, dev, extractor=f0_extractor)
             style = StyleEncoder.from_dir(root / STYLE_DIR).to(dev)
-        vocoder = None
-        if "vocoder" in files:
-            vocoder = Vocoder.from_dir(vocoder_dir).to(dev)
-            if vocoder.expressive != (variant == "expressive"):
-                raise CheckpointError(f"{files['vocoder']}: is not a {variant} vocoder")
+        vocoder = load_vocoder(root, variant, dev) if "vocoder" in files else None
         return cls(variant, hubert, quant, pitch, style, vocoder, files, dev)
 
     @property
@@ -188,11 +183,18 @@ class SpeechTokenizer:
             raise CheckpointError(
                 f"no {VOCODER_DIRS[self.variant]} in the checkpoints folder: cannot decode"
             )
-        units = (
-            string_to_units(units_or_string)
-            if isinstance(units_or_string, str)
-            else units_or_string
-        )
-        if self.variant == "base":
-            units = {"hubert": units["hubert"]}
-        return self.vocoder.decode(units, speaker=speaker_id).cpu().numpy().astype(np.float32)
+        return self.vocoder.decode_audio(units_or_string, speaker=speaker_id)
+
+
+def load_vocoder(
+    path: str | Path | None, variant: str, device: str | torch.device | None = None
+) -> Vocoder:
+    """Only the variant's vocoder (decoding needs no encoder): ``path`` or ``$SPIRITLM_CHECKPOINTS_DIR``."""
+    if variant not in VOCODER_DIRS:
+        raise CheckpointError(f"unknown variant {variant!r}: expected base or expressive")
+    folder = checkpoints_dir(path) / VOCODER_DIRS[variant]
+    require(folder / "generator.pt")
+    vocoder = Vocoder.from_dir(folder).to(resolve(device))
+    if vocoder.expressive != (variant == "expressive"):
+        raise CheckpointError(f"{folder / 'generator.pt'}: is not a {variant} vocoder")
+    return vocoder

@@ -8,7 +8,8 @@ from typing import Any
 import soundfile as sf
 from prefect import task
 
-from models.speech_tokenizer import SpeechTokenizer
+from models.hifigan import Vocoder
+from models.speech_tokenizer import load_vocoder
 from schemas.tables import UNITS
 from schemas.tokens import units_to_string
 from storage.layout import RunLayout
@@ -17,10 +18,11 @@ from tasks.common import cached_model
 from tasks.ingest import TASK_OPTIONS
 
 
-def _tokenizer(checkpoints: str | None, variant: str, device: str) -> SpeechTokenizer:
+def _vocoder(checkpoints: str | None, variant: str, device: str) -> Vocoder:
+    """Only the vocoder is loaded (once per worker): resynthesis needs no encoder."""
     return cached_model(
-        ("decode", str(checkpoints), variant, device),
-        lambda: SpeechTokenizer.from_checkpoint_dir(checkpoints, variant=variant, device=device),  # type: ignore[arg-type]
+        ("vocoder", str(checkpoints), variant, device),
+        lambda: load_vocoder(checkpoints, variant, device),
     )
 
 
@@ -50,9 +52,13 @@ def decode_units(
     rows = table.filter(pc.is_in(table["id"], value_set=pa.array(todo))).to_pylist()
     samples = 0
     for row in rows:
-        tok = _tokenizer(checkpoints, row["variant"], device)
+        # Through the token string, as the reference decodes: pitch/style become one value per Hu token.
         string = units_to_string(row["hubert"], row["pitch"], row["style"])
-        wav = tok.decode(string, speaker_id=speaker) if row["hubert"] else None
+        wav = (
+            _vocoder(checkpoints, row["variant"], device).decode_audio(string, speaker=speaker)
+            if row["hubert"]
+            else None
+        )
         if wav is None or not len(wav):
             continue
         buf = io.BytesIO()

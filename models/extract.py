@@ -17,6 +17,7 @@ import soundfile as sf
 from models.speech_tokenizer import MAX_CHUNK, SpeechTokenizer
 from schemas.tables import UNITS
 from storage.audio import load_audio_16k
+from storage.sharding import content_groups
 
 EXTRACT_CODE_VERSION = 1
 
@@ -45,23 +46,12 @@ def unit_key(sha256: str, fingerprints: Mapping[str, str], params: Mapping[str, 
 
 
 def shard_jobs(jobs: Sequence[UnitJob], target: int) -> list[tuple[str, tuple[UnitJob, ...]]]:
-    """Content-defined shards over unit keys (½–2× ``target`` jobs), keyed by their contents."""
-    low, high = max(1, target // 2), max(1, 2 * target)
-    out: list[tuple[str, tuple[UnitJob, ...]]] = []
-    current: list[UnitJob] = []
-
-    def close() -> None:
-        blob = json.dumps([[j.id, j.unit_key] for j in current]).encode()
-        out.append((hashlib.sha256(blob).hexdigest()[:24], tuple(current)))
-
-    for job in sorted(jobs, key=lambda j: (j.unit_key, j.id)):
-        current.append(job)
-        if (int(job.unit_key[:8], 16) % low == 0 and len(current) >= low) or len(current) >= high:
-            close()
-            current = []
-    if current:
-        close()
-    return out
+    """Content-defined shards over unit keys (``storage.sharding``), keyed by their contents."""
+    shards = []
+    for group in content_groups(jobs, lambda job: f"{job.unit_key}:{job.id}", target):
+        blob = json.dumps([[j.id, j.unit_key] for j in group]).encode()
+        shards.append((hashlib.sha256(blob).hexdigest()[:24], tuple(group)))
+    return shards
 
 
 def unit_rows(

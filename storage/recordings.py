@@ -1,8 +1,7 @@
 """Ingest's pure core: content-defined shards of the plan, and rows for each shard's files.
 
-Shard boundaries depend only on the ids near them (a boundary follows every id whose hash is
-0 modulo the target size), so adding or changing one file changes one shard key and a rerun
-recomputes only that shard.
+Shards are content-defined over ids (``storage.sharding``), so adding or changing one file
+changes one shard key and a rerun recomputes only that shard.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from typing import Any
 from schemas.errors import BadAudioError
 from schemas.tables import RECORDINGS, REJECTS
 from storage.audio import inspect_audio
+from storage.sharding import content_groups
 from storage.sources import PlanReject, SourceItem
 
 INGEST_CODE_VERSION = 1
@@ -26,10 +26,6 @@ WORDS_TOLERANCE_S = 0.05  # word end times may overshoot the audio by this much 
 class Shard:
     key: str
     items: tuple[SourceItem, ...]
-
-
-def _stable_hash(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
 def shard_key(items: Iterable[SourceItem], params: Mapping[str, Any], stage: str = "ingest") -> str:
@@ -48,24 +44,9 @@ def shard_key(items: Iterable[SourceItem], params: Mapping[str, Any], stage: str
 def plan_shards(
     items: Sequence[SourceItem], target_size: int, params: Mapping[str, Any]
 ) -> list[Shard]:
-    """Group items (sorted by id) into content-defined shards of ``target_size/2 … 2·target_size``.
-
-    A shard ends after an id whose hash is 0 modulo ``target_size/2`` once it holds at least
-    ``target_size/2`` items (or at ``2·target_size``): boundaries follow content, not positions.
-    """
-    low = max(1, target_size // 2)
-    high = max(1, 2 * target_size)
-    shards: list[Shard] = []
-    current: list[SourceItem] = []
-    for item in sorted(items, key=lambda i: i.id):
-        current.append(item)
-        at_boundary = _stable_hash(item.id) % low == 0 and len(current) >= low
-        if at_boundary or len(current) >= high:
-            shards.append(Shard(shard_key(current, params), tuple(current)))
-            current = []
-    if current:
-        shards.append(Shard(shard_key(current, params), tuple(current)))
-    return shards
+    """Content-defined shards of about ``target_size`` files (see ``storage.sharding``)."""
+    groups = content_groups(items, lambda item: item.id, target_size)
+    return [Shard(shard_key(group, params), tuple(group)) for group in groups]
 
 
 def reject_row(

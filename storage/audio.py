@@ -234,10 +234,13 @@ def load_audio_16k(
 ) -> np.ndarray:
     """The whole file as 16 kHz mono float32 (channels averaged unless one is chosen)."""
     fs, path = filesystem(uri, storage_options)
-    with fs.open(path, "rb") as raw, tempfile.SpooledTemporaryFile(64 << 20) as spool:
-        shutil.copyfileobj(raw, spool)
-        spool.seek(0)
-        data, sr = sf.read(spool, dtype="float32", always_2d=True)
+    if is_local(fs):
+        data, sr = sf.read(path, dtype="float32", always_2d=True)
+    else:  # one download (memory up to 64 MiB, then a temp file); libsndfile needs seeks
+        with fs.open(path, "rb") as raw, tempfile.SpooledTemporaryFile(64 << 20) as spool:
+            shutil.copyfileobj(raw, spool)
+            spool.seek(0)
+            data, sr = sf.read(spool, dtype="float32", always_2d=True)
     mono = data[:, channel] if channel is not None else data.mean(axis=1)
     mono = np.ascontiguousarray(mono, dtype=np.float32)
     if sr == TARGET_RATE:

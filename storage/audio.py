@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import shutil
 import struct
 import tempfile
@@ -235,6 +236,8 @@ def load_audio_16k(
     """The whole file as 16 kHz mono float32 (channels averaged unless one is chosen)."""
     fs, path = filesystem(uri, storage_options)
     if is_local(fs):
+        if not os.path.isfile(path):  # libsndfile would report it as a generic system error
+            raise FileNotFoundError(path)
         data, sr = sf.read(path, dtype="float32", always_2d=True)
     else:  # one download (memory up to 64 MiB, then a temp file); libsndfile needs seeks
         with fs.open(path, "rb") as raw, tempfile.SpooledTemporaryFile(64 << 20) as spool:

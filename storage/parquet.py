@@ -187,3 +187,20 @@ def read_table(
     if spec is not None and columns is None:
         table = _cast(table, spec)
     return table
+
+
+def read_parts(
+    parts: Iterable[str], spec: TableSpec, storage_options: Mapping[str, Any] | None = None
+) -> pa.Table:
+    """Shard files (URLs) of one table, concatenated and cast to ``spec`` (empty if there are none)."""
+    tables = [read_table(p, spec, storage_options=storage_options) for p in parts]
+    return pa.concat_tables(tables) if tables else spec.schema.empty_table()
+
+
+def table_part_urls(url: str, storage_options: Mapping[str, Any] | None = None) -> list[str]:
+    """Like ``table_parts`` but as URLs with the table's protocol, ready to read or commit again."""
+    parts = table_parts(url, storage_options)
+    if "://" not in url:
+        return parts
+    protocol = url.split("://", 1)[0]
+    return [f"{protocol}://{p.lstrip('/')}" for p in parts]

@@ -21,7 +21,7 @@ from schemas.expectations import validate_frame
 from schemas.tables import DUPLICATES, RECORDINGS, REJECTS
 from storage.layout import RunLayout
 from storage.options import filesystem
-from storage.parquet import commit_table, read_table, to_arrow, write_atomic, write_bytes_atomic
+from storage.parquet import commit_table, read_parts, to_arrow, write_atomic, write_bytes_atomic
 from storage.recordings import (
     Shard,
     duplicate_rows,
@@ -162,8 +162,8 @@ def finalize_ingest(
     opts = layout.storage_options
     rec_parts = [o.recordings for o in outcomes if o.recordings]
     rej_parts = [o.rejects for o in outcomes if o.rejects]
-    recordings = _read_parts(rec_parts, opts)
-    rejects = _read_parts(rej_parts, opts, REJECTS)
+    recordings = read_parts(rec_parts, RECORDINGS, opts).to_pandas()
+    rejects = read_parts(rej_parts, REJECTS, opts).to_pandas()
     dup_rows = (
         duplicate_rows(zip(recordings["id"], recordings["sha256"], strict=True))
         if len(recordings)
@@ -208,11 +208,3 @@ def finalize_ingest(
     write_bytes_atomic(json.dumps(summary.as_dict(), indent=1).encode(), report, opts)
     summary.tables["report"] = report
     return summary
-
-
-def _read_parts(parts: list[str], opts: dict[str, Any], spec: Any = RECORDINGS) -> Any:
-    import pyarrow as pa
-
-    tables = [read_table(p, spec, storage_options=opts) for p in parts]
-    table = pa.concat_tables(tables) if tables else spec.schema.empty_table()
-    return table.to_pandas()

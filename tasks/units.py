@@ -24,8 +24,9 @@ from storage.layout import RunLayout
 from storage.options import filesystem
 from storage.parquet import (
     commit_table,
+    read_parts,
     read_table,
-    table_parts,
+    table_part_urls,
     to_arrow,
     write_atomic,
     write_bytes_atomic,
@@ -129,18 +130,15 @@ def plan_units(layout: RunLayout, recordings_url: str, params: dict[str, Any]) -
     keep, carry = [], []
     fs, table_path = filesystem(layout.table(UNITS.name), opts)
     if fs.exists(f"{table_path}/_table.json"):
-        for part in table_parts(layout.table(UNITS.name), opts):
+        for url in table_part_urls(layout.table(UNITS.name), opts):
             pairs = [
                 (p["id"], p["unit_key"])
-                for p in pq.read_table(part, columns=["id", "unit_key"], filesystem=fs).to_pylist()
+                for p in read_table(
+                    url, columns=["id", "unit_key"], storage_options=opts
+                ).to_pylist()
             ]
             still = [p for p in pairs if p in wanted]
             done.update(i for i, _ in still)
-            url = (
-                part
-                if "://" not in layout.root
-                else f"{layout.root.split('://', 1)[0]}://{part.lstrip('/')}"
-            )
             if len(still) == len(pairs):
                 keep.append(url)
             elif still:
@@ -231,8 +229,7 @@ def finalize_units(
     """Validate the whole units table with GE, commit it (and unit_rejects), write the report."""
     opts = layout.storage_options
     parts = plan.keep_parts + ([carried] if carried else []) + [o.units for o in outcomes]
-    tables = [read_table(p, UNITS, storage_options=opts) for p in parts]
-    table = pa.concat_tables(tables) if tables else UNITS.schema.empty_table()
+    table = read_parts(parts, UNITS, opts)
     validate_frame(table.to_pandas(), UNITS)
     reject_parts = [o.rejects for o in outcomes]
     rejected = sum(o.rejected for o in outcomes)

@@ -182,11 +182,8 @@ def run_ingest(args: argparse.Namespace) -> int:
 def _print_units(units: dict[str, Any]) -> None:
     print(f"units finished in {units['seconds']:.1f} s")
     print(f"  recordings      : {units['recordings']} ({units['audio_hours']:.3f} h)")
-    print(
-        f"  extracted       : {units['extracted']}, reused {units['reused_rows']} (nothing recomputed)"
-        if not units["extracted"]
-        else f"  extracted       : {units['extracted']}, reused {units['reused_rows']}"
-    )
+    nothing = " (nothing recomputed)" if not units["extracted"] else ""
+    print(f"  extracted       : {units['extracted']}, reused {units['reused_rows']}{nothing}")
     print(f"  rejected        : {units['rejected']}")
     for name, url in units["tables"].items():
         print(f"  {name:<16}: {url}")

@@ -271,7 +271,7 @@ def _read_rows(
             yield n, row if isinstance(row, dict) else {"__error__": "line is not a JSON object"}
 
 
-def _parse_words(value: Any, duration_hint: None = None) -> list[dict[str, Any]] | None:
+def _parse_words(value: Any) -> list[dict[str, Any]] | None:
     if value is None:
         return None
     if isinstance(value, str):

@@ -103,7 +103,8 @@ def test_a_file_gone_after_ingest_is_rejected_not_fatal(tmp_path: Path) -> None:
     assert rejects.loc[0, "reason"] == "missing" and rejects.loc[0, "stage"] == "units"
 
 
-def test_units_validation_catches_bad_rows(tmp_path: Path) -> None:
+def _tokenize_expressive(tmp_path: Path) -> None:
+    """The fixture corpus tokenized (expressive, fixture checkpoints) into tmp_path/out."""
     params = TokenizeParams(
         source=str(_corpus(tmp_path)),
         out=str(tmp_path / "out"),
@@ -111,6 +112,10 @@ def test_units_validation_catches_bad_rows(tmp_path: Path) -> None:
         variant="expressive",
     )
     _run(tokenize_flow, params)
+
+
+def test_units_validation_catches_bad_rows(tmp_path: Path) -> None:
+    _tokenize_expressive(tmp_path)
     good = read_table(str(tmp_path / "out" / "units"), UNITS).to_pandas()
     assert validate_frame(good, UNITS) == 2
     bad = good.copy()
@@ -129,13 +134,7 @@ def test_units_validation_catches_bad_rows(tmp_path: Path) -> None:
 
 
 def test_decode_writes_wavs_and_resumes(tmp_path: Path) -> None:
-    params = TokenizeParams(
-        source=str(_corpus(tmp_path)),
-        out=str(tmp_path / "out"),
-        checkpoints=str(CKPT),
-        variant="expressive",
-    )
-    _run(tokenize_flow, params)
+    _tokenize_expressive(tmp_path)
     decode = DecodeParams(
         units=str(tmp_path / "out" / "units"),
         out=str(tmp_path / "out"),

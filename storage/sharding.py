@@ -19,7 +19,8 @@ def stable_hash(text: str) -> int:
 
 
 def content_groups(items: Sequence[T], key: Callable[[T], str], target: int) -> list[list[T]]:
-    """Items sorted by ``key`` and cut into groups of ``target/2 … 2·target`` at content boundaries."""
+    """Items sorted by ``key`` and cut into groups of ``target/2 … 2·target`` at content boundaries
+    (the last group holds whatever remains, so it may be smaller)."""
     low, high = max(1, target // 2), max(1, 2 * target)
     groups: list[list[T]] = []
     current: list[T] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,8 +39,9 @@ class LinearQuantizer(nn.Module):
         self.vocab_size = vocab_size
 
     @classmethod
-    def from_checkpoint(cls, path: Path) -> LinearQuantizer:
-        ckpt = load_tensors(path)
+    def from_checkpoint(cls, path: Path, ckpt: Any = None) -> LinearQuantizer:
+        """``ckpt``: the file's already loaded contents, if the caller has them."""
+        ckpt = load_tensors(path) if ckpt is None else ckpt
         try:
             cfg, weights = ckpt["model_cfg"], ckpt["model_weight"]
             vocab = int(cfg["vocab_size"])
@@ -77,8 +79,8 @@ class KMeansQuantizer(nn.Module):
         self.vocab_size = centers.shape[0]
 
     @classmethod
-    def from_checkpoint(cls, path: Path) -> KMeansQuantizer:
-        states = load_tensors(path)
+    def from_checkpoint(cls, path: Path, states: Any = None) -> KMeansQuantizer:
+        states = load_tensors(path) if states is None else states
         if not isinstance(states, dict) or not {"cluster_centers", "n_clusters"} <= set(states):
             raise CheckpointError(f"{path}: not a k-means checkpoint (cluster_centers, n_clusters)")
         centers = torch.as_tensor(states["cluster_centers"]).float()
@@ -102,5 +104,5 @@ def load_quantizer(path: Path) -> LinearQuantizer | KMeansQuantizer:
     """By content: a linear quantizer has ``model_cfg``; a k-means file has ``cluster_centers``."""
     ckpt = load_tensors(path)
     if isinstance(ckpt, dict) and "cluster_centers" in ckpt:
-        return KMeansQuantizer.from_checkpoint(path)
-    return LinearQuantizer.from_checkpoint(path)
+        return KMeansQuantizer.from_checkpoint(path, ckpt)
+    return LinearQuantizer.from_checkpoint(path, ckpt)

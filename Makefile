@@ -22,9 +22,11 @@ venv: $(STAMP)
 
 demo: venv
 	$(BIN)/spiritflow checkpoints tiny $(DEMO_CKPT)
-	$(BIN)/spiritflow tokenize samples/demo.jsonl --data-root tests/fixtures/reference-tiny \
+	$(BIN)/spiritflow tokenize samples/demo.jsonl --data-root tests/fixtures \
 		--checkpoints $(DEMO_CKPT) --variant expressive --out $(DEMO_OUT)
 	$(BIN)/spiritflow decode $(DEMO_OUT)/units --checkpoints $(DEMO_CKPT) --out $(DEMO_OUT)
+	$(BIN)/spiritflow build-corpus --units $(DEMO_OUT) --text samples/text.jsonl \
+		--checkpoints $(DEMO_CKPT) --weights 0,1,1 --text-span 2-4 --speech-span 2-3 --pack --seq-len 256 --out $(DEMO_OUT)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -10,7 +10,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from flows.params import DecodeParams, IngestParams, TokenizeParams
+from flows.params import BuildCorpusParams, DecodeParams, IngestParams, TokenizeParams
 from flows.runtime import ClusterOptions
 from schemas.errors import SpiritflowError, UsageError
 from storage.options import parse_storage_options, redact
@@ -25,7 +25,8 @@ def _add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) 
         if name in _SKIP:
             continue
         help_text = info.description or ""
-        if name in _POSITIONAL:
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if name in _POSITIONAL and extra.get("cli") != "option":
             parser.add_argument(name, metavar=name.upper(), help=help_text)
             continue
         flag = "--" + name.replace("_", "-")
@@ -34,12 +35,20 @@ def _add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) 
         annotation = info.annotation
         if annotation in (int, float):
             kwargs["type"] = annotation
+        elif annotation is bool:
+            kwargs.pop("required")
+            parser.add_argument(flag, action="store_true", help=help_text, dest=name)
+            continue
         elif get_origin(annotation) is Literal:
             kwargs["choices"] = list(get_args(annotation))
         if not required:
             kwargs["default"] = info.get_default(call_default_factory=True)
-            if kwargs["default"] is not None:
-                help_text += f" (default: {kwargs['default']})"
+            default = kwargs["default"]
+            if isinstance(default, tuple):
+                sep = "-" if all(isinstance(v, int) for v in default) else ","
+                default = kwargs["default"] = sep.join(f"{v:g}" for v in default)
+            if default is not None:
+                help_text += f" (default: {default})"
         parser.add_argument(flag, help=help_text, **kwargs)
 
 
@@ -93,6 +102,18 @@ STAGE_COMMANDS: list[tuple[str, type[BaseModel], str, str]] = [
         "resynthesise audio from a units table with the HiFi-GAN vocoder",
         "Decode every row of a units table (UNITS: folder or file) to OUT/audio/<id>.wav with the vocoder of its "
         "variant from --checkpoints. Existing wavs are kept, so a rerun resumes.",
+    ),
+    (
+        "build-corpus",
+        BuildCorpusParams,
+        "build interleaved speech-text training samples from units, transcripts and text",
+        "Build a SpiRit-LM training corpus in OUT/corpus from a tokenize run (--units): speech-only samples, "
+        "text-only samples from --text, and interleaved samples that switch modality at word boundaries "
+        "(text spans and speech spans of --text-span / --speech-span words). Word timings come from the "
+        "manifest's `words`, else from the forced --aligner on the transcript (`asr`/`text`); failed "
+        "alignments go to OUT/corpus_rejects and the recording becomes a speech-only sample. Ids follow "
+        "SpiRit-LM's token table (checked against --tokenizer). Writes OUT/alignments, OUT/corpus_stats "
+        "and, with --pack, OUT/packed. Sampling is seeded per item: a rebuild gives the same bytes.",
     ),
 ]
 
@@ -217,6 +238,30 @@ def run_decode(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_build_corpus(args: argparse.Namespace) -> int:
+    from flows.corpus import build_corpus_flow
+
+    summary = _run_flow(build_corpus_flow, _params(BuildCorpusParams, args), args)
+    if args.json:
+        print(json.dumps(summary.as_dict(), indent=1))
+        return EXIT_OK if summary.samples else EXIT_NOTHING_READABLE
+    print(f"build-corpus finished in {summary.seconds:.1f} s ({summary.variant})")
+    for stat in summary.stats:
+        rate = stat["speech_tokens_per_s"]
+        per_s = (
+            f", {rate:.1f} speech tokens/s (paper ≈{stat['expected_tokens_per_s']:.0f})"
+            if rate
+            else ""
+        )
+        print(f"  {stat['kind']:<12}: {stat['samples']} samples, {stat['tokens']} tokens{per_s}")
+    print(f"  aligned now     : {summary.aligned_now}")
+    print(f"  rejected        : {summary.rejected}")
+    print(f"  shards          : {summary.shards_computed} computed, {summary.shards_reused} reused")
+    for name, url in summary.tables.items():
+        print(f"  {name:<16}: {url}")
+    return EXIT_OK if summary.samples else EXIT_NOTHING_READABLE
+
+
 def run_checkpoints(args: argparse.Namespace) -> int:
     from models.tiny import write_tiny_checkpoints
 
@@ -232,6 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ingest": run_ingest,
             "tokenize": run_tokenize,
             "decode": run_decode,
+            "build-corpus": run_build_corpus,
             "checkpoints": run_checkpoints,
         }
         return commands[args.command](args)

@@ -118,3 +118,86 @@ class DecodeParams(StageParams):
     speaker: int = Field(default=2, ge=0, description="vocoder speaker id (row of speakers.txt)")
     device: str = UnitsParams.model_fields["device"]
     shard_size: int = Field(default=64, ge=1, le=100_000, description="recordings per decode task")
+
+
+def _pair(value: Any, name: str) -> tuple[int, int]:
+    """``"10-30"`` or ``[10, 30]`` → (10, 30): an inclusive range of span lengths in words."""
+    if isinstance(value, str):
+        parts = value.replace(",", "-").split("-")
+        try:
+            lo, hi = (int(p) for p in parts)
+        except ValueError as exc:
+            raise ValueError(f"{name} {value!r}: expected MIN-MAX, e.g. 10-30") from exc
+    else:
+        lo, hi = (int(v) for v in value)
+    if not 1 <= lo <= hi:
+        raise ValueError(f"{name} {value!r}: need 1 <= MIN <= MAX")
+    return lo, hi
+
+
+class BuildCorpusParams(StageParams):
+    units: str = Field(
+        json_schema_extra={"cli": "option"},
+        description="run folder written by `tokenize` (its units/ and recordings/ tables), local or s3://",
+    )
+    text: str | None = Field(
+        default=None,
+        description="text source for text-only samples: .jsonl/.csv/.tsv/.parquet with a `text` column, "
+        "or plain text (one document per line); local or s3://",
+    )
+    tokenizer: str | None = Field(
+        default=None,
+        description="folder with a LLaMA-family tokenizer.model (32,000 pieces) or a SpiRit-LM checkpoint "
+        "folder (default: CHECKPOINTS/spiritlm_model/spirit-lm-VARIANT-7b)",
+    )
+    checkpoints: str | None = UnitsParams.model_fields["checkpoints"]
+    variant: Literal["auto", "base", "expressive"] = Field(
+        default="auto",
+        description="base: Hu tokens only; expressive: Hu + Pi + St; auto: the units' variant",
+    )
+    weights: tuple[float, float, float] = Field(
+        default=(1.0, 1.0, 1.0),
+        description="mixture weights speech-only,text-only,interleaved (e.g. 1,1,1)",
+    )
+    text_span: tuple[int, int] = Field(default=(10, 30), description="words per text span, MIN-MAX")
+    speech_span: tuple[int, int] = Field(
+        default=(5, 15), description="words per speech span, MIN-MAX"
+    )
+    seed: int = Field(
+        default=0, description="sampling seed (per recording: adding data keeps old samples)"
+    )
+    aligner: str = Field(
+        default="pocketsphinx",
+        description="forced aligner for recordings without word timings: pocketsphinx (offline en-us) "
+        "or ctc:DIR (a Wav2Vec2ForCTC folder with vocab.json, MMS-style)",
+    )
+    max_unaligned: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="reject an alignment leaving more words than this unplaced",
+    )
+    pack: bool = Field(
+        default=False, description="also write OUT/packed: samples packed to --seq-len ids"
+    )
+    seq_len: int = Field(default=4096, ge=2, le=1_048_576, description="packed sequence length")
+    shard_size: int = Field(
+        default=256, ge=1, le=100_000, description="about this many samples per task"
+    )
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _weights(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = tuple(float(v) for v in value.split(","))
+            except ValueError as exc:
+                raise ValueError(f"weights {value!r}: expected three numbers, e.g. 1,1,1") from exc
+        if len(value) != 3 or min(value) < 0 or sum(value) <= 0:
+            raise ValueError(f"weights {value!r}: three non-negative numbers, not all zero")
+        return value
+
+    @field_validator("text_span", "speech_span", mode="before")
+    @classmethod
+    def _span(cls, value: Any, info: Any) -> Any:
+        return _pair(value, info.field_name)

@@ -305,6 +305,56 @@ def _text_tokenizer() -> Any:
     return tok
 
 
+_LM_WORDS = (
+    "the and you that was for with his her not but are have this they from what all were when "
+    "said there one would their will she him been has more who out about like time into"
+).split()
+
+
+def write_llama_sentencepiece(folder: str | Path) -> Path:
+    """A LLaMA-2-shaped SentencePiece ``tokenizer.model`` (BPE, byte fallback, 32,000 pieces).
+
+    Written as a model proto (training a 32k vocabulary needs a large corpus); common words and
+    their prefixes are pieces so text encodes to word-sized ids, as with the real vocabulary.
+    """
+    from sentencepiece import sentencepiece_model_pb2 as sp_pb2
+
+    proto = sp_pb2.ModelProto()
+    proto.trainer_spec.model_type = sp_pb2.TrainerSpec.BPE
+    proto.trainer_spec.vocab_size = 32000
+    proto.trainer_spec.byte_fallback = True
+    proto.trainer_spec.unk_id, proto.trainer_spec.bos_id, proto.trainer_spec.eos_id = 0, 1, 2
+    proto.trainer_spec.pad_id = -1
+    proto.normalizer_spec.name = "identity"
+    proto.normalizer_spec.add_dummy_prefix = True
+    proto.normalizer_spec.remove_extra_whitespaces = False
+    proto.normalizer_spec.escape_whitespaces = True
+    piece = sp_pb2.ModelProto.SentencePiece
+    seen: set[str] = set()
+
+    def add(text: str, kind: int, score: float = 0.0) -> None:
+        if text not in seen:
+            seen.add(text)
+            proto.pieces.append(piece(piece=text, score=score, type=kind))
+
+    add("<unk>", piece.UNKNOWN)
+    add("<s>", piece.CONTROL)
+    add("</s>", piece.CONTROL)
+    for b in range(256):
+        add(f"<0x{b:02X}>", piece.BYTE)
+    for ch in _LM_CHARS:
+        add(ch, piece.NORMAL, -1000.0)
+    for rank, word in enumerate(_LM_WORDS):
+        for k in range(2, len(word) + 2):
+            add("▁" + word[: k - 1], piece.NORMAL, -float(rank * 10 + k))
+    while len(proto.pieces) < 32000:
+        add(f"<unused{len(proto.pieces)}>", piece.UNUSED)
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "tokenizer.model").write_bytes(proto.SerializeToString())
+    return out / "tokenizer.model"
+
+
 def _language_models(root: Path) -> None:
     """Tiny LlamaForCausalLM + tokenizer per variant, in the ``spiritlm_model/`` layout."""
     from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer

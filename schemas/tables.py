@@ -26,6 +26,9 @@ REJECT_REASONS = (
     "unreadable",  # permission or I/O error that retries did not fix
     "bad_row",  # a manifest row that cannot describe a recording
     "bad_words",  # word timings outside the audio or not increasing
+    "align_failed",  # the forced aligner found no path through the transcript
+    "bad_alignment",  # aligned words outside the audio, non-positive durations, > 50% unaligned
+    "bad_text",  # a text-source row that is not usable text
 )
 STAGES = ("ingest", "align", "units", "corpus", "generate", "score")
 SHA256_REGEX = r"^[0-9a-f]{64}$"
@@ -252,7 +255,189 @@ UNITS = TableSpec(
     ),
 )
 
-TABLES = {spec.name: spec for spec in (RECORDINGS, REJECTS, DUPLICATES, UNITS)}
+
+def _overrun(column: str, end_key: str) -> Callable[[pd.DataFrame], pd.Series]:
+    """How far the last time in a list of structs goes past the recording's duration (s)."""
+
+    def compute(df: pd.DataFrame) -> pd.Series:
+        values = []
+        for items, duration in zip(df[column], df["duration_s"], strict=True):
+            ends = [float(item[end_key]) for item in (items if items is not None else [])]
+            values.append(None if not ends or pd.isna(duration) else max(ends) - float(duration))
+        return pd.Series(values, index=df.index, dtype="Float64")
+
+    return compute
+
+
+ALIGNMENTS = TableSpec(
+    name="alignments",
+    version=1,
+    row_id="id",
+    schema=_with_meta(
+        "alignments",
+        1,
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("sha256", pa.string(), nullable=False),
+            pa.field("align_key", pa.string(), nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("aligner", pa.string(), nullable=False),
+            pa.field("duration_s", pa.float64(), nullable=False),
+            pa.field("words", pa.list_(WORD_TYPE), nullable=False),
+            pa.field("n_words", pa.int32(), nullable=False),
+            pa.field("n_unaligned", pa.int32(), nullable=False),
+        ],
+    ),
+    rules=(
+        Rule("id", "not_null"),
+        Rule("id", "unique"),
+        Rule("sha256", "regex", {"regex": SHA256_REGEX}),
+        Rule("source", "in_set", {"value_set": ["manifest", "aligner"]}),
+        Rule("n_words", "between", {"min_value": 1}),
+        Rule("words.overrun_s", "between", {"max_value": 0.05}),
+    ),
+    derived=(Derived("words.overrun_s", _overrun("words", "end")),),
+)
+
+SPAN_TYPE = pa.struct(
+    [
+        pa.field("modality", pa.string()),
+        pa.field("start_word", pa.int32()),
+        pa.field("stop_word", pa.int32()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+    ]
+)
+CORPUS_KINDS = ("speech", "text", "interleaved")
+_LAST_ID = {"base": 32502, "expressive": 32666}
+_MARKERS = (32000, 32001)
+
+
+def _out_of_vocab(df: pd.DataFrame) -> pd.Series:
+    """Any id below 0 or past the variant's last SpiRit-LM token."""
+    return pd.Series(
+        [
+            bool(len(ids)) and (int(np.min(ids)) < 0 or int(np.max(ids)) > _LAST_ID.get(v, -1))
+            for ids, v in zip(df["input_ids"], df["variant"], strict=True)
+        ],
+        index=df.index,
+        dtype=bool,
+    )
+
+
+def _markers_ok(df: pd.DataFrame) -> pd.Series:
+    """<s>, then a marker; markers alternate; their count and the text's agree with the row."""
+    ok = []
+    for ids, text, n_markers in zip(
+        df["input_ids"], df["text"], df["n_marker_tokens"], strict=True
+    ):
+        arr = np.asarray(ids)
+        marks = arr[np.isin(arr, _MARKERS)]
+        ok.append(
+            len(arr) >= 2
+            and int(arr[1]) in _MARKERS
+            and len(marks) == int(n_markers)
+            and not bool(np.any(marks[1:] == marks[:-1]))
+            and str(text).startswith(("[Text]", "[Speech]"))
+            and str(text).count("[Text]") + str(text).count("[Speech]") == int(n_markers)
+        )
+    return pd.Series(ok, index=df.index, dtype=bool)
+
+
+def _content_tokens(df: pd.DataFrame) -> pd.Series:
+    return (df["n_text_tokens"] + df["n_speech_tokens"]).astype("int64")
+
+
+CORPUS = TableSpec(
+    name="corpus",
+    version=1,
+    row_id="sample_id",
+    schema=_with_meta(
+        "corpus",
+        1,
+        [
+            pa.field("sample_id", pa.string(), nullable=False),
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("variant", pa.string(), nullable=False),
+            pa.field("recording_id", pa.string()),
+            pa.field("sha256", pa.string()),
+            pa.field("text_id", pa.string()),
+            pa.field("duration_s", pa.float64()),
+            pa.field("text", pa.string(), nullable=False),
+            pa.field("input_ids", pa.list_(pa.int32()), nullable=False),
+            pa.field("n_tokens", pa.int32(), nullable=False),
+            pa.field("n_text_tokens", pa.int32(), nullable=False),
+            pa.field("n_speech_tokens", pa.int32(), nullable=False),
+            pa.field("n_marker_tokens", pa.int32(), nullable=False),
+            pa.field("speech_seconds", pa.float64(), nullable=False),
+            pa.field("spans", pa.list_(SPAN_TYPE), nullable=False),
+            pa.field("build_key", pa.string(), nullable=False),
+        ],
+    ),
+    rules=(
+        Rule("sample_id", "not_null"),
+        Rule("sample_id", "unique"),
+        Rule("kind", "in_set", {"value_set": list(CORPUS_KINDS)}),
+        Rule("variant", "in_set", {"value_set": ["base", "expressive"]}),
+        Rule("input_ids.out_of_vocab", "in_set", {"value_set": [False]}),
+        Rule("markers_ok", "in_set", {"value_set": [True]}),
+        Rule("content_tokens", "between", {"min_value": 1}),
+        Rule("spans.overrun_s", "between", {"max_value": 0.05}),
+    ),
+    derived=(
+        Derived("input_ids.out_of_vocab", _out_of_vocab),
+        Derived("markers_ok", _markers_ok),
+        Derived("content_tokens", _content_tokens),
+        Derived("spans.overrun_s", _overrun("spans", "end_s")),
+    ),
+)
+
+CORPUS_STATS = TableSpec(
+    name="corpus_stats",
+    version=1,
+    row_id="kind",
+    schema=_with_meta(
+        "corpus_stats",
+        1,
+        [
+            pa.field("kind", pa.string(), nullable=False),
+            pa.field("samples", pa.int64(), nullable=False),
+            pa.field("tokens", pa.int64(), nullable=False),
+            pa.field("text_tokens", pa.int64(), nullable=False),
+            pa.field("speech_tokens", pa.int64(), nullable=False),
+            pa.field("marker_tokens", pa.int64(), nullable=False),
+            pa.field("speech_seconds", pa.float64(), nullable=False),
+            pa.field("speech_tokens_per_s", pa.float64()),
+            pa.field("expected_tokens_per_s", pa.float64(), nullable=False),
+            pa.field("text_span_words", pa.list_(pa.int64()), nullable=False),
+            pa.field("speech_span_words", pa.list_(pa.int64()), nullable=False),
+        ],
+    ),
+    rules=(Rule("kind", "unique"), Rule("samples", "between", {"min_value": 0})),
+)
+
+PACKED = TableSpec(
+    name="packed",
+    version=1,
+    row_id="seq_index",
+    schema=_with_meta(
+        "packed",
+        1,
+        [
+            pa.field("seq_index", pa.int64(), nullable=False),
+            pa.field("input_ids", pa.list_(pa.int32()), nullable=False),
+            pa.field("sample_ids", pa.list_(pa.string()), nullable=False),
+            pa.field("doc_starts", pa.list_(pa.int32()), nullable=False),
+            pa.field("sample_offsets", pa.list_(pa.int32()), nullable=False),
+        ],
+    ),
+    rules=(Rule("seq_index", "unique"),),
+)
+
+TABLES = {
+    spec.name: spec
+    for spec in (RECORDINGS, REJECTS, DUPLICATES, UNITS, ALIGNMENTS, CORPUS, CORPUS_STATS, PACKED)
+}
 
 
 def schema_version(schema: pa.Schema) -> int:

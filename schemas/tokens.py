@@ -76,9 +76,12 @@ def token_of(tid: int) -> str:
 
 
 def _stream(
-    codes: Sequence[int] | np.ndarray, name: str, rate: float, dedup: bool
+    codes: Sequence[int] | np.ndarray, name: str, rate: float, dedup: bool, first: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(global token offsets, times in seconds) of one stream, with the reference's dedup rule."""
+    """(global token offsets, times in seconds) of one stream, with the reference's dedup rule.
+
+    ``first`` is the frame index of ``codes[0]`` in its recording, so a slice keeps its true times.
+    """
     _, base, n = STREAMS[name]
     arr = np.asarray(codes, dtype=np.int64).reshape(-1)
     if arr.size and (arr.min() < 0 or arr.max() >= n):
@@ -90,25 +93,56 @@ def _stream(
         keep[0] = True
         np.not_equal(arr[1:], arr[:-1], out=keep[1:])
         index = index[keep]
-    return arr[index] + (base - HUBERT_BASE), index / rate
+    return arr[index] + (base - HUBERT_BASE), (index + first) / rate
+
+
+def _merged(
+    hubert: Sequence[int] | np.ndarray,
+    pitch: Sequence[int] | np.ndarray | None,
+    style: Sequence[int] | np.ndarray | None,
+    first: tuple[int, int, int],
+) -> np.ndarray:
+    """Token offsets (id - 32002) of the streams merged by time, ties in the order St, Pi, Hu."""
+    parts = []
+    if style is not None:
+        parts.append(_stream(style, "style", STYLE_RATE, dedup=False, first=first[2]))
+    if pitch is not None:
+        parts.append(_stream(pitch, "pitch", PITCH_RATE, dedup=True, first=first[1]))
+    parts.append(_stream(hubert, "hubert", HUBERT_RATE, dedup=True, first=first[0]))
+    if len(parts) == 1:
+        return parts[0][0]
+    offsets = np.concatenate([p[0] for p in parts])
+    times = np.concatenate([p[1] for p in parts])
+    return offsets[np.argsort(times, kind="stable")]
 
 
 def units_to_string(
     hubert: Sequence[int] | np.ndarray,
     pitch: Sequence[int] | np.ndarray | None = None,
     style: Sequence[int] | np.ndarray | None = None,
+    first: tuple[int, int, int] = (0, 0, 0),
 ) -> str:
-    """Interleave the unit streams into the token string the SpiRit-LM tokenizer produces."""
-    parts = []
-    if style is not None:
-        parts.append(_stream(style, "style", STYLE_RATE, dedup=False))
-    if pitch is not None:
-        parts.append(_stream(pitch, "pitch", PITCH_RATE, dedup=True))
-    parts.append(_stream(hubert, "hubert", HUBERT_RATE, dedup=True))
-    offsets = np.concatenate([p[0] for p in parts])
-    times = np.concatenate([p[1] for p in parts])
-    order = np.argsort(times, kind="stable")
-    return "".join(_TOKEN_TABLE[offsets[order]].tolist())
+    """Interleave the unit streams into the token string the SpiRit-LM tokenizer produces.
+
+    ``first`` gives the frame index of each stream's first unit when the units are a slice of a
+    longer recording (interleaved spans): the merge order then equals the whole recording's.
+    """
+    return "".join(_TOKEN_TABLE[_merged(hubert, pitch, style, first)].tolist())
+
+
+def units_to_ids(
+    hubert: Sequence[int] | np.ndarray,
+    pitch: Sequence[int] | np.ndarray | None = None,
+    style: Sequence[int] | np.ndarray | None = None,
+    first: tuple[int, int, int] = (0, 0, 0),
+) -> np.ndarray:
+    """The token ids of ``units_to_string`` (int32), by arithmetic instead of tokenizing the string."""
+    return (_merged(hubert, pitch, style, first) + HUBERT_BASE).astype(np.int32)
+
+
+def unit_ids_to_string(ids: np.ndarray) -> str:
+    """The token string of unit ids (32002–32666), e.g. from ``units_to_ids``."""
+    return "".join(_TOKEN_TABLE[np.asarray(ids, dtype=np.int64) - HUBERT_BASE].tolist())
 
 
 def string_to_units(

@@ -239,7 +239,7 @@ def _check_unique_ids(items: list[SourceItem], where: Any) -> None:
         raise ManifestError("ids must be unique: " + "; ".join(clashes[:5]) + more)
 
 
-def _read_rows(
+def read_rows(
     source: str, storage_options: Mapping[str, Any] | None
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(row number, row) for each data row; row numbers are what a person sees (1-based lines/rows)."""
@@ -316,7 +316,7 @@ def _plan_manifest(source: str, data_root: str, storage_options: Mapping[str, An
     items: list[SourceItem] = []
     rejects: list[PlanReject] = []
     path_col: str | None = None
-    for n, row in _read_rows(source, storage_options):
+    for n, row in read_rows(source, storage_options):
         where = f"{source} row {n}"
         if "__error__" in row:
             rejects.append(

@@ -1,0 +1,60 @@
+"""The build-corpus flow: units + transcripts (+ text) → interleaved SpiRit-LM training samples."""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow, unmapped
+from prefect.artifacts import create_markdown_artifact
+
+from flows.params import BuildCorpusParams
+from flows.progress import completed_with_progress
+from schemas.expectations import prepare_in_background
+from schemas.tables import CORPUS
+from storage.layout import RunLayout
+from tasks.corpus import (
+    CorpusSummary,
+    build_recording_shard,
+    build_text_shard,
+    finalize_corpus,
+    plan_corpus,
+)
+
+
+@flow(name="build-corpus", persist_result=False)
+def build_corpus_flow(params: BuildCorpusParams) -> CorpusSummary:
+    started = time.time()
+    prepare_in_background(CORPUS)  # overlaps GE's import with alignment and building
+    layout = RunLayout.at(params.out, params.storage_options)
+    plan = plan_corpus(layout, params.model_dump())
+    recordings = build_recording_shard.map(
+        [k for k, _ in plan.recording_shards],
+        [jobs for _, jobs in plan.recording_shards],
+        unmapped(layout),
+        unmapped(plan),
+        unmapped(params.max_unaligned),
+    )
+    texts = build_text_shard.map(
+        [k for k, _ in plan.text_shards],
+        [d for _, d in plan.text_shards],
+        unmapped(layout),
+        unmapped(plan),
+    )
+    outcomes = list(completed_with_progress([*recordings, *texts], "corpus shards"))
+    summary = finalize_corpus(layout, plan, outcomes, params.model_dump(), started)
+    rows = "\n".join(
+        f"| {s['kind']} | {s['samples']} | {s['tokens']} | {s['text_tokens']} | {s['speech_tokens']} | "
+        f"{s['speech_seconds']:.1f} | {(s['speech_tokens_per_s'] or 0):.1f} (≈{s['expected_tokens_per_s']:.0f}) |"
+        for s in summary.stats
+    )
+    create_markdown_artifact(
+        key="corpus-summary",
+        description="build-corpus summary",
+        markdown=(
+            f"# corpus ({summary.variant})\n\n| kind | samples | tokens | text tokens | speech tokens | speech s | "
+            f"speech tokens/s (paper) |\n|---|---|---|---|---|---|---|\n{rows}\n\n"
+            f"rejected: {summary.rejected}; shards computed {summary.shards_computed}, reused {summary.shards_reused}\n\n"
+            + "\n".join(f"- **{n}**: `{u}`" for n, u in summary.tables.items())
+        ),
+    )
+    return summary

@@ -322,7 +322,7 @@ class CtcAligner:
         pos = 0
         for word, n_ids in plan:
             if out and self.delimiter_id is not None:
-                pos += 1
+                pos += 0
             first, last = spans[pos], spans[pos + n_ids - 1]
             out.append(AlignedWord(word, first.start * frame_s, last.end * frame_s))
             pos += n_ids
@@ -403,7 +403,7 @@ def check_alignment(
     if len(words) > n_transcript_words:
         raise _bad(f"{len(words)} aligned words for {n_transcript_words} transcript words")
     unaligned = 1.0 - len(words) / n_transcript_words
-    if unaligned >= max_unaligned:
+    if unaligned > max_unaligned + 1e-9:
         raise _bad(
             f"{unaligned:.0%} of {n_transcript_words} transcript words unaligned "
             f"(limit {max_unaligned:.0%})"

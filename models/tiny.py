@@ -305,10 +305,47 @@ def _text_tokenizer() -> Any:
     return tok
 
 
-_LM_WORDS = (
-    "the and you that was for with his her not but are have this they from what all were when "
-    "said there one would their will she him been has more who out about like time into"
-).split()
+_LM_WORDS = tuple(
+    [
+        "the",
+        "and",
+        "you",
+        "that",
+        "was",
+        "for",
+        "with",
+        "his",
+        "her",
+        "not",
+        "but",
+        "are",
+        "have",
+        "this",
+        "they",
+        "from",
+        "what",
+        "all",
+        "were",
+        "when",
+        "said",
+        "there",
+        "one",
+        "would",
+        "their",
+        "will",
+        "she",
+        "him",
+        "been",
+        "has",
+        "more",
+        "who",
+        "out",
+        "about",
+        "like",
+        "time",
+        "into",
+    ]
+)
 
 
 def write_llama_sentencepiece(folder: str | Path) -> Path:
@@ -317,7 +354,9 @@ def write_llama_sentencepiece(folder: str | Path) -> Path:
     Written as a model proto (training a 32k vocabulary needs a large corpus); common words and
     their prefixes are pieces so text encodes to word-sized ids, as with the real vocabulary.
     """
-    from sentencepiece import sentencepiece_model_pb2 as sp_pb2
+    from sentencepiece import sentencepiece_model_pb2
+
+    sp_pb2: Any = sentencepiece_model_pb2  # generated protobuf module, untyped
 
     proto = sp_pb2.ModelProto()
     proto.trainer_spec.model_type = sp_pb2.TrainerSpec.BPE

@@ -322,7 +322,7 @@ class CtcAligner:
         pos = 0
         for word, n_ids in plan:
             if out and self.delimiter_id is not None:
-                pos += 0
+                pos += 1
             first, last = spans[pos], spans[pos + n_ids - 1]
             out.append(AlignedWord(word, first.start * frame_s, last.end * frame_s))
             pos += n_ids

@@ -175,7 +175,7 @@ def test_build_corpus_end_to_end(
     assert rebuilt == {sid: list(row["input_ids"]) for sid, row in corpus.iterrows()}
 
     # readable by DuckDB and Hugging Face datasets as plain Parquet
-    count = duckdb.sql(f"select count(*) from read_parquet('{out}/corpus/**/*.parquet')").fetchone()
+    count = duckdb.execute(f"select count(*) from read_parquet('{out}/corpus/**/*.parquet')").fetchone()
     assert count == (6,)
     ds = datasets.load_dataset(
         "parquet", data_files=str(out / "corpus" / "**" / "*.parquet"), split="train"

@@ -197,6 +197,13 @@ class BuildCorpusParams(StageParams):
             raise ValueError(f"weights {value!r}: three non-negative numbers, not all zero")
         return value
 
+    @field_validator("aligner")
+    @classmethod
+    def _aligner(cls, value: str) -> str:
+        if value != "pocketsphinx" and not (value.startswith("ctc:") and len(value) > 4):
+            raise ValueError(f"aligner {value!r}: expected pocketsphinx or ctc:DIR")
+        return value
+
     @field_validator("text_span", "speech_span", mode="before")
     @classmethod
     def _span(cls, value: Any, info: Any) -> Any:

@@ -34,7 +34,7 @@ from models.corpus import (
     text_sample,
 )
 from models.text_tokenizer import TextTokenizer
-from schemas.errors import UsageError
+from schemas.errors import ManifestError, UsageError
 from schemas.expectations import validate_frame
 from schemas.interleave import SpanRules
 from schemas.tables import ALIGNMENTS, CORPUS, CORPUS_STATS, PACKED, RECORDINGS, REJECTS, UNITS
@@ -157,6 +157,12 @@ def plan_corpus(layout: RunLayout, params: dict[str, Any]) -> CorpusPlan:
     opts = layout.storage_options
     units_run = RunLayout.at(params["units"], opts)
     aligner = load_aligner(params["aligner"])
+    units_table = units_run.table(UNITS.name)
+    fs, path = filesystem(units_table, opts)
+    if not fs.exists(f"{path}/_table.json"):
+        raise ManifestError(
+            f"{units_table}: no units table here (run `spiritflow tokenize` into {params['units']} first)"
+        )
     units_meta: dict[str, dict[str, Any]] = {}
     for part in table_part_urls(units_run.table(UNITS.name), opts):
         cols = ["id", "sha256", "variant", "duration_s", "n_hubert"]

@@ -20,6 +20,7 @@ ROOT = Path(__file__).parents[1]
         ["ingest", "--help"],
         ["tokenize", "--help"],
         ["decode", "--help"],
+        ["build-corpus", "--help"],
         ["checkpoints", "tiny", "--help"],
     ],
 )
@@ -63,6 +64,41 @@ def test_usage_errors_exit_2(
     code = main(["ingest", str(tmp_path), "--out", str(tmp_path / "o"), *extra])
     assert code == EXIT_USAGE
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--weights", "1,1"], "three"),
+        (["--weights", "0,0,0"], "not all zero"),
+        (["--text-span", "30-10"], "MIN <= MAX"),
+        (["--speech-span", "five"], "MIN-MAX"),
+        (["--aligner", "whisper"], "whisper"),
+    ],
+)
+def test_build_corpus_usage_errors_exit_2(
+    tmp_path: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "build-corpus",
+        "--units",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "o"),
+        "--workers",
+        "1",
+    ]
+    code = main([*argv, *extra])
+    assert code == EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+def test_build_corpus_without_a_units_table_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["build-corpus", "--units", str(tmp_path / "none"), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--tokenizer", str(tmp_path), "--workers", "1"]) == EXIT_NOTHING_READABLE
+    assert "no units table" in capsys.readouterr().err
 
 
 def test_missing_source_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

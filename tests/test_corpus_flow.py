@@ -30,7 +30,9 @@ ARCTIC = FIXTURES / "arctic" / "arctic_a0007.wav"
 ARCTIC_TEXT = "And you always want to see it in the superlative degree."
 GLIDE_WORDS = [
     {"word": w, "start": 0.2 + 0.25 * i, "end": 0.2 + 0.25 * i + 0.2}
-    for i, w in enumerate(["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"])
+    for i, w in enumerate(
+        ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+    )
 ]
 
 
@@ -175,7 +177,9 @@ def test_build_corpus_end_to_end(
     assert rebuilt == {sid: list(row["input_ids"]) for sid, row in corpus.iterrows()}
 
     # readable by DuckDB and Hugging Face datasets as plain Parquet
-    count = duckdb.execute(f"select count(*) from read_parquet('{out}/corpus/**/*.parquet')").fetchone()
+    count = duckdb.execute(
+        f"select count(*) from read_parquet('{out}/corpus/**/*.parquet')"
+    ).fetchone()
     assert count == (6,)
     ds = datasets.load_dataset(
         "parquet", data_files=str(out / "corpus" / "**" / "*.parquet"), split="train"

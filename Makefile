@@ -39,6 +39,7 @@ test: lint
 bench: venv
 	$(BIN)/python benchmarks/ingest_bench.py
 	$(BIN)/python benchmarks/units_bench.py
+	$(BIN)/python benchmarks/corpus_bench.py
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

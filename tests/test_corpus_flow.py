@@ -88,7 +88,9 @@ def texts(tmp_path: Path) -> Path:
     return path
 
 
-def _params(units_run: Path, tokenizer_dir: Path, out: Path, **kw: Any) -> BuildCorpusParams:
+def _params(
+    units_run: Path | str, tokenizer_dir: Path, out: Path | str, **kw: Any
+) -> BuildCorpusParams:
     base: dict[str, Any] = {
         "units": str(units_run),
         "tokenizer": str(tokenizer_dir),
@@ -261,3 +263,40 @@ def test_wrong_variant_or_tokenizer_fails_before_any_work(
     with pytest.raises(UsageError, match="Base tokenizer"):
         _run(build_corpus_flow, _params(units_run, base_tok, tmp_path / "out"))
     assert not (tmp_path / "out" / "corpus").exists()
+
+
+def test_build_corpus_on_s3_equals_local(
+    units_run: Path,
+    tokenizer_dir: Path,
+    texts: Path,
+    tmp_path: Path,
+    s3_server: dict[str, Any],
+    s3_bucket: str,
+) -> None:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3_server)  # type: ignore[arg-type]
+    for table in ("recordings", "units"):
+        fs.put(str(units_run / table), f"{s3_bucket}/run/{table}", recursive=True)
+    fs.put(str(texts), f"{s3_bucket}/texts.jsonl")
+    local = tmp_path / "local"
+    _run(build_corpus_flow, _params(units_run, tokenizer_dir, local, text=str(texts)))
+    remote = f"s3://{s3_bucket}/corpus-run"
+    summary = _run(
+        build_corpus_flow,
+        _params(
+            f"s3://{s3_bucket}/run",
+            tokenizer_dir,
+            remote,
+            text=f"s3://{s3_bucket}/texts.jsonl",
+            storage_options=s3_server,
+        ),
+    )
+    assert summary.samples == 6 and summary.tables["corpus"] == f"{remote}/corpus"
+    got = read_table(f"{remote}/corpus", CORPUS, storage_options=s3_server).to_pandas()
+    got = got.set_index("sample_id").sort_index()
+    want = _corpus(local)
+    assert list(got.index) == list(want.index)
+    for sid in want.index:
+        assert np.array_equal(got.loc[sid, "input_ids"], want.loc[sid, "input_ids"]), sid
+    assert fs.exists(f"{s3_bucket}/corpus-run/corpus_stats/_table.json")

@@ -31,14 +31,13 @@ def build_corpus_flow(params: BuildCorpusParams) -> CorpusSummary:
         [k for k, _ in plan.recording_shards],
         [jobs for _, jobs in plan.recording_shards],
         unmapped(layout),
-        unmapped(plan),
-        unmapped(params.max_unaligned),
+        unmapped(plan.info),
     )
     texts = build_text_shard.map(
         [k for k, _ in plan.text_shards],
         [d for _, d in plan.text_shards],
         unmapped(layout),
-        unmapped(plan),
+        unmapped(plan.info),
     )
     outcomes = list(completed_with_progress([*recordings, *texts], "corpus shards"))
     summary = finalize_corpus(layout, plan, outcomes, params.model_dump(), started)

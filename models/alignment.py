@@ -14,14 +14,18 @@ Word = tuple[str, float, float]
 
 
 def display_tokens(transcript: str) -> list[tuple[str, str]]:
-    """(shown text, normalised word) per transcript word; punctuation-only tokens join the word before."""
+    """(shown text, normalised word) per transcript word; punctuation-only tokens join a neighbour word."""
     out: list[tuple[str, str]] = []
+    leading: list[str] = []  # punctuation before the first word joins the first word
     for token in transcript.split():
         norm = transcript_words(token)
         if norm:
-            out.append((token, norm[0]))
+            out.append((" ".join([*leading, token]), norm[0]))
+            leading = []
         elif out:
             out[-1] = (f"{out[-1][0]} {token}", out[-1][1])
+        else:
+            leading.append(token)
     return out
 
 

@@ -62,7 +62,8 @@ def read_text_source(
     try:
         for n, row in rows:
             where = f"{url} row {n}"
-            doc_id = str(row.get("id") or f"{base}:{n}")
+            raw_id = row.get("id")
+            doc_id = f"{base}:{n}" if raw_id is None or str(raw_id) == "" else str(raw_id)
             problem = _problem(row)
             if problem:
                 rejects.append(

@@ -82,14 +82,25 @@ class RecordingJob:
     align_key: str | None
 
 
-@dataclass
-class CorpusPlan:
-    config: dict[str, Any]
-    variant: str
+@dataclass(frozen=True)
+class BuildInfo:
+    """What every build task needs (small: sent to each task instead of the whole plan)."""
+
+    config: CorpusConfig
     tokenizer: str
     tokenizer_fingerprint: str
     aligner: str
     aligner_fingerprint: str
+    max_unaligned: float
+
+    @property
+    def build_key(self) -> str:
+        return config_json(self.config, self.tokenizer_fingerprint)
+
+
+@dataclass
+class CorpusPlan:
+    info: BuildInfo
     recording_shards: list[tuple[str, tuple[RecordingJob, ...]]]
     text_shards: list[tuple[str, tuple[tuple[str, str], ...]]]
     text_rejects: list[dict[str, Any]]
@@ -253,13 +264,16 @@ def plan_corpus(layout: RunLayout, params: dict[str, Any]) -> CorpusPlan:
         len(rec_shards),
         len(text_shards),
     )
-    return CorpusPlan(
-        config.as_key(),
-        variant,
+    info = BuildInfo(
+        config,
         tok_dir,
         tok.fingerprint,
         params["aligner"],
         aligner.fingerprint,
+        params["max_unaligned"],
+    )
+    return CorpusPlan(
+        info,
         rec_shards,
         text_shards,
         reject_rows,
@@ -290,7 +304,7 @@ class ShardAlignments:
 
 
 def _alignments(
-    jobs: tuple[RecordingJob, ...], layout: RunLayout, plan: CorpusPlan, max_unaligned: float
+    jobs: tuple[RecordingJob, ...], layout: RunLayout, info: BuildInfo
 ) -> ShardAlignments:
     """Aligned words per recording, cached in an alignments shard keyed by what decides them."""
     opts = layout.storage_options
@@ -306,13 +320,13 @@ def _alignments(
         rejects = read_table(rejects_url, REJECTS, storage_options=opts).to_pylist()
         found = {r["id"]: list(_words(r["words"]) or ()) for r in rows}
         return ShardAlignments(found, rejects, url, rejects_url)
-    aligner = cached_model(("aligner", plan.aligner), lambda: load_aligner(plan.aligner))
+    aligner = cached_model(("aligner", info.aligner), lambda: load_aligner(info.aligner))
     rows, rejects, out = [], [], {}
     for job in todo:
         try:
             wav = load_audio_16k(job.uri, opts)
             words, unaligned = align_transcript(
-                aligner, wav, job.transcript or "", job.duration_s, max_unaligned
+                aligner, wav, job.transcript or "", job.duration_s, info.max_unaligned
             )
         except AlignmentError as exc:
             rejects.append(_reject(job, "align", exc.reason, f"{job.uri}: {exc.message}"))
@@ -327,7 +341,7 @@ def _alignments(
                 "sha256": job.sha256,
                 "align_key": job.align_key,
                 "source": "aligner",
-                "aligner": plan.aligner_fingerprint,
+                "aligner": info.aligner_fingerprint,
                 "duration_s": job.duration_s,
                 "words": [{"word": w, "start": s, "end": e} for w, s, e in words],
                 "n_words": len(words),
@@ -358,14 +372,13 @@ def build_recording_shard(
     key: str,
     jobs: tuple[RecordingJob, ...],
     layout: RunLayout,
-    plan: CorpusPlan,
-    max_unaligned: float,
+    info: BuildInfo,
 ) -> ShardOutcome:
     """Align what needs it, then one speech-only or interleaved sample per recording."""
     opts = layout.storage_options
     corpus_url, rejects_url = layout.shard(CORPUS.name, key), layout.shard(CORPUS_REJECTS, key)
     fs, path = filesystem(corpus_url, opts)
-    aligned = _alignments(jobs, layout, plan, max_unaligned)
+    aligned = _alignments(jobs, layout, info)
     if fs.exists(path):
         rows = pq.read_metadata(path, filesystem=fs).num_rows
         return ShardOutcome(
@@ -379,16 +392,10 @@ def build_recording_shard(
             0,
             True,
         )
-    config = CorpusConfig(
-        **{
-            **plan.config,
-            "rules": SpanRules(**plan.config["rules"]),
-            "weights": tuple(plan.config["weights"]),
-        }
-    )
-    tok = tokenizer_for(plan.tokenizer)
+    config = info.config
+    tok = tokenizer_for(info.tokenizer)
     units = _units_rows(jobs, opts)
-    build_key = config_json(config, plan.tokenizer_fingerprint)
+    build_key = info.build_key
     rows = []
     for job in jobs:
         rec = {"id": job.id, "sha256": job.sha256, "duration_s": job.duration_s}
@@ -415,7 +422,7 @@ def build_recording_shard(
 
 @task(name="build-texts", **TASK_OPTIONS)
 def build_text_shard(
-    key: str, docs: tuple[tuple[str, str], ...], layout: RunLayout, plan: CorpusPlan
+    key: str, docs: tuple[tuple[str, str], ...], layout: RunLayout, info: BuildInfo
 ) -> ShardOutcome:
     """One ``[Text]`` sample per document."""
     opts = layout.storage_options
@@ -424,15 +431,9 @@ def build_text_shard(
     if fs.exists(path):
         rows = pq.read_metadata(path, filesystem=fs).num_rows
         return ShardOutcome(key, corpus_url, rejects_url, None, None, rows, 0, 0, True)
-    config = CorpusConfig(
-        **{
-            **plan.config,
-            "rules": SpanRules(**plan.config["rules"]),
-            "weights": tuple(plan.config["weights"]),
-        }
-    )
-    tok = tokenizer_for(plan.tokenizer)
-    build_key = config_json(config, plan.tokenizer_fingerprint)
+    config = info.config
+    tok = tokenizer_for(info.tokenizer)
+    build_key = info.build_key
     rows = [
         {**text_sample(doc_id, text, tok, config), "build_key": build_key} for doc_id, text in docs
     ]
@@ -500,7 +501,7 @@ def finalize_corpus(
         frames.append(table.select(stat_cols))
     summary = CorpusSummary(
         out=layout.root,
-        variant=plan.variant,
+        variant=plan.info.config.variant,
         recordings=plan.recordings,
         text_docs=plan.text_docs,
         text_docs_used=plan.text_docs_used,
@@ -508,7 +509,7 @@ def finalize_corpus(
     stats_frame = (
         pa.concat_tables(frames) if frames else to_arrow([], CORPUS).select(stat_cols)
     ).to_pandas()
-    summary.stats = stats_rows(stats_frame, plan.variant)
+    summary.stats = stats_rows(stats_frame, plan.info.config.variant)
     summary.samples = len(stats_frame)
     summary.samples_by_kind = {r["kind"]: r["samples"] for r in summary.stats if r["kind"] != "all"}
     summary.tokens = int(stats_frame["n_tokens"].sum()) if len(stats_frame) else 0
@@ -549,7 +550,7 @@ def finalize_corpus(
         summary.tables[name] = layout.table(name)
     if params.get("pack"):
         packed, summary.packed_sequences = _write_packed(
-            layout, parts, plan.config["seed"], params["seq_len"]
+            layout, parts, plan.info.config.seed, params["seq_len"]
         )
         commit_table(layout.table(PACKED.name), PACKED, packed, summary.packed_sequences, opts)
         summary.tables[PACKED.name] = layout.table(PACKED.name)

@@ -103,7 +103,7 @@ class CorpusPlan:
     info: BuildInfo
     recording_shards: list[tuple[str, tuple[RecordingJob, ...]]]
     text_shards: list[tuple[str, tuple[tuple[str, str], ...]]]
-    text_rejects: list[dict[str, Any]]
+    plan_rejects: list[dict[str, Any]]  # text rows and recordings without units
     recordings: int
     text_docs: int
     text_docs_used: int
@@ -162,6 +162,54 @@ def _variant(asked: str, found: set[str]) -> str:
     return "expressive" if found == {"expressive"} else "base"
 
 
+def _recording_jobs(
+    units_meta: dict[str, dict[str, Any]],
+    recordings: dict[str, dict[str, Any]],
+    config: CorpusConfig,
+    aligner_fingerprint: str,
+    params: dict[str, Any],
+) -> tuple[list[RecordingJob], list[dict[str, Any]]]:
+    """One job per recording with units (kind drawn, alignment keyed); rejects for empty units."""
+    jobs, rejects = [], []
+    for rid, meta in sorted(units_meta.items()):
+        rec = recordings.get(rid)
+        if rec is None:
+            continue  # a units row whose recording left the recordings table: not in this corpus
+        if not meta["n_hubert"]:
+            rejects.append(
+                {
+                    "uri": rec["uri"],
+                    "id": rid,
+                    "stage": "corpus",
+                    "reason": "too_short",
+                    "error": f"{rec['uri']}: no HuBERT units (audio under 80 ms)",
+                    "source_row": None,
+                }
+            )
+            continue
+        words = _words(rec.get("words"))
+        transcript = (rec.get("text") or "").strip() or None
+        align_key = None
+        if words is None and transcript:
+            key_parts = [rec["sha256"], transcript, aligner_fingerprint, params["max_unaligned"]]
+            align_key = _digest(key_parts)
+        kind = recording_kind(config, rid, words is not None or transcript is not None)
+        jobs.append(
+            RecordingJob(
+                rid,
+                rec["sha256"],
+                rec["uri"],
+                float(meta["duration_s"]),
+                meta["part"],
+                kind,
+                words,
+                transcript,
+                align_key,
+            )
+        )
+    return jobs, rejects
+
+
 @task(name="plan-corpus", **TASK_OPTIONS)
 def plan_corpus(layout: RunLayout, params: dict[str, Any]) -> CorpusPlan:
     """Join units with recordings, pick each recording's kind and the text documents, shard both."""
@@ -201,32 +249,7 @@ def plan_corpus(layout: RunLayout, params: dict[str, Any]) -> CorpusPlan:
             units_run.table(RECORDINGS.name), RECORDINGS, columns=cols, storage_options=opts
         ).to_pylist()
     }
-    jobs = []
-    for rid, meta in sorted(units_meta.items()):
-        rec = recordings.get(rid)
-        if rec is None or not meta["n_hubert"]:
-            continue  # units without a recordings row (another run's table) or without units
-        words = _words(rec.get("words"))
-        transcript = (rec.get("text") or "").strip() or None
-        align_key = None
-        if words is None and transcript:
-            align_key = _digest(
-                [rec["sha256"], transcript, aligner.fingerprint, params["max_unaligned"]]
-            )
-        kind = recording_kind(config, rid, words is not None or transcript is not None)
-        jobs.append(
-            RecordingJob(
-                rid,
-                rec["sha256"],
-                rec["uri"],
-                float(meta["duration_s"]),
-                meta["part"],
-                kind,
-                words,
-                transcript,
-                align_key,
-            )
-        )
+    jobs, empty = _recording_jobs(units_meta, recordings, config, aligner.fingerprint, params)
     build_key = config_json(config, tok.fingerprint)
     rec_shards = []
     for group in content_groups(jobs, lambda j: f"{j.sha256}:{j.id}", params["shard_size"]):
@@ -254,7 +277,7 @@ def plan_corpus(layout: RunLayout, params: dict[str, Any]) -> CorpusPlan:
             "source_row": r.source_row,
         }
         for r in text_rejects
-    ]
+    ] + empty
     get_run_logger().info(
         "corpus: %d recordings (%d to align), %d of %d text documents, %d + %d shards",
         len(jobs),
@@ -514,15 +537,15 @@ def finalize_corpus(
     summary.samples_by_kind = {r["kind"]: r["samples"] for r in summary.stats if r["kind"] != "all"}
     summary.tokens = int(stats_frame["n_tokens"].sum()) if len(stats_frame) else 0
     reject_parts = [o.rejects for o in outcomes]
-    if plan.text_rejects:
+    if plan.plan_rejects:
         reject_parts.append(
             write_atomic(
-                to_arrow(plan.text_rejects, REJECTS),
-                layout.shard(CORPUS_REJECTS, "text-" + _digest(plan.text_rejects)),
+                to_arrow(plan.plan_rejects, REJECTS),
+                layout.shard(CORPUS_REJECTS, "plan-" + _digest(plan.plan_rejects)),
                 opts,
             )
         )
-    summary.rejected = sum(o.rejected for o in outcomes) + len(plan.text_rejects)
+    summary.rejected = sum(o.rejected for o in outcomes) + len(plan.plan_rejects)
     summary.aligned_now = sum(o.aligned for o in outcomes)
     summary.shards_computed = sum(not o.reused for o in outcomes)
     summary.shards_reused = sum(o.reused for o in outcomes)

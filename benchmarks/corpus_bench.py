@@ -33,7 +33,25 @@ from models.tiny import write_llama_sentencepiece, write_tiny_checkpoints  # noq
 from schemas.interleave import SpanRules  # noqa: E402
 from schemas.tokens import units_to_string  # noqa: E402
 
-WORDS = "the cat sat on a mat and you always want to see it in the superlative degree".split()
+WORDS = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "a",
+    "mat",
+    "and",
+    "you",
+    "always",
+    "want",
+    "to",
+    "see",
+    "it",
+    "in",
+    "the",
+    "superlative",
+    "degree",
+]
 
 
 def _runs(rng: np.random.Generator, n: int, vocab: int, mean_run: float) -> np.ndarray:
@@ -72,7 +90,9 @@ def time_it(fn, repeat: int = 3) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--recordings", type=int, default=1500)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "corpus.json"))
     args = parser.parse_args()
@@ -85,7 +105,9 @@ def main() -> None:
         write_tiny_checkpoints(Path(tmp) / "ckpt")
         from tokenizers import Tokenizer
 
-        hf_tok = Tokenizer.from_file(str(Path(tmp) / "ckpt/spiritlm_model/spirit-lm-expressive-7b/tokenizer.json"))
+        hf_tok = Tokenizer.from_file(
+            str(Path(tmp) / "ckpt/spiritlm_model/spirit-lm-expressive-7b/tokenizer.json")
+        )
     config = CorpusConfig("expressive", (1, 0, 1), SpanRules(), seed=0)
     built: list[np.ndarray] = []
 

@@ -77,10 +77,11 @@ def sample_spans(n_words: int, rng: np.random.Generator, rules: SpanRules) -> li
 
 
 def frame_range(t0: float, t1: float, rate: float, n_frames: int) -> tuple[int, int]:
-    """Frames whose start time lies in [t0, t1): adjacent spans share no frame and lose none.
+    """Frames whose start time lies in [t0, t1): adjacent spans lose no frame and share none.
 
-    A span too short to contain a frame start (a 1 Hz style frame inside a short span) gets the
-    frame that is playing at ``t0``, so every stream is present in every speech span.
+    The one exception: a span too short to contain a frame start (a 1 Hz style frame inside a
+    short span) gets the frame that is playing at ``t0`` (which its neighbour may also hold), so
+    every stream is present in every speech span.
     """
     if n_frames <= 0:
         return 0, 0

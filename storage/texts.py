@@ -1,6 +1,7 @@
 """Text sources for text-only corpus samples: JSONL/CSV/TSV/Parquet rows with ``text``, or plain text.
 
-Plain text (``.txt``, any other extension) is one document per non-empty line. Rows that cannot be
+Plain text (``.txt``, any other extension) is one document per non-empty line; documents are
+stripped of surrounding whitespace (tokenizers differ in how they keep it, and it carries nothing). Rows that cannot be
 used (bad JSON, no ``text``, empty, or containing SpiRit-LM's own marker strings, which would forge
 modality switches) become reject rows naming the file and row; duplicate ids stop the build.
 """
@@ -73,7 +74,7 @@ def read_text_source(
             if doc_id in seen:
                 raise ManifestError(f"{url}: id {doc_id!r} appears in rows {seen[doc_id]} and {n}")
             seen[doc_id] = n
-            docs.append(TextDoc(doc_id, str(row["text"]), n))
+            docs.append(TextDoc(doc_id, str(row["text"]).strip(), n))
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{url}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     return docs, rejects

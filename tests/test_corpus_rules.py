@@ -9,6 +9,7 @@ import json
 import math
 import re
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -131,13 +132,18 @@ def _first_hu(t: float) -> int:
 
 # --------------------------------------------------------------------------- 1. span sampling
 
-RULE_SETS = [SpanRules(), SpanRules((2, 3), (1, 2)), SpanRules((1, 1), (4, 7)), SpanRules((3, 3), (3, 3))]
+RULE_SETS = [
+    SpanRules(),
+    SpanRules((2, 3), (1, 2)),
+    SpanRules((1, 1), (4, 7)),
+    SpanRules((3, 3), (3, 3)),
+]
 
 
 def _check_spans(spans: list[Span], n: int, rules: SpanRules) -> None:
     covered = [w for s in spans for w in range(s.start, s.stop)]
     assert covered == list(range(n))  # every word exactly once, in order (contiguous)
-    for a, b in zip(spans, spans[1:], strict=False):
+    for a, b in pairwise(spans):
         assert a.stop == b.start
         assert a.modality != b.modality
     for i, s in enumerate(spans):
@@ -189,10 +195,14 @@ def test_spans_edge_cases() -> None:
 
 def test_first_modality_varies_across_recordings_and_seeds() -> None:
     rules = SpanRules()
-    by_rec = Counter(sample_spans(40, rng_for(0, "spans", f"r{i}"), rules)[0].modality for i in range(50))
+    by_rec = Counter(
+        sample_spans(40, rng_for(0, "spans", f"r{i}"), rules)[0].modality for i in range(50)
+    )
     assert set(by_rec) == {"text", "speech"}
     assert min(by_rec.values()) >= 8  # a fair coin: P(fewer than 8 of 50) ~ 1e-7
-    by_seed = {sample_spans(40, rng_for(seed, "spans", "r0"), rules)[0].modality for seed in range(50)}
+    by_seed = {
+        sample_spans(40, rng_for(seed, "spans", "r0"), rules)[0].modality for seed in range(50)
+    }
     assert by_seed == {"text", "speech"}
 
 
@@ -215,7 +225,13 @@ def test_spans_deterministic_per_seed_and_keys() -> None:
 
 @pytest.mark.parametrize(
     "text_words, speech_words",
-    [((3, 2), (5, 15)), ((0, 4), (5, 15)), ((10, 30), (0, 0)), ((10, 30), (6, 5)), ((-1, 2), (1, 1))],
+    [
+        ((3, 2), (5, 15)),
+        ((0, 4), (5, 15)),
+        ((10, 30), (0, 0)),
+        ((10, 30), (6, 5)),
+        ((-1, 2), (1, 1)),
+    ],
 )
 def test_span_rules_reject_bad_ranges(
     text_words: tuple[int, int], speech_words: tuple[int, int]
@@ -247,7 +263,7 @@ def test_frame_range_adjacent_spans_partition_frames(rate: float) -> None:
         total = n_frames / rate
         bounds = _boundaries(rng, total, rate, min_gap=1.0 / rate)
         frames: list[int] = []
-        for a, b in zip(bounds, bounds[1:], strict=False):
+        for a, b in pairwise(bounds):
             f0, f1 = frame_range(a, b, rate, n_frames)
             assert 0 <= f0 < f1 <= n_frames
             # each span holds exactly the frames whose start time lies in [a, b)
@@ -264,7 +280,7 @@ def test_frame_range_short_spans_lose_nothing_and_only_repeat_the_frame_at_t0(ra
         total = n_frames / rate
         bounds = _boundaries(rng, total, rate, min_gap=0.0)
         seen: Counter[int] = Counter()
-        for a, b in zip(bounds, bounds[1:], strict=False):
+        for a, b in pairwise(bounds):
             f0, f1 = frame_range(a, b, rate, n_frames)
             assert f1 > f0  # every span gets at least one frame
             if math.ceil(a * rate - EPS) == math.ceil(b * rate - EPS):
@@ -403,7 +419,7 @@ def test_sliced_spans_render_like_the_whole_recording() -> None:
         hu_frames: list[int] = []
         hu_tokens: Counter[int] = Counter()
         style_ids: list[int] = []
-        for a, b in zip(bounds, bounds[1:], strict=False):
+        for a, b in pairwise(bounds):
             h0, h1 = frame_range(a, b, 25.0, h.size)
             p0, p1 = frame_range(a, b, 12.5, p.size)
             s0, s1 = frame_range(a, b, 1.0, s.size)
@@ -455,7 +471,10 @@ def test_sentencepiece_round_trip(sp_tok: TextTokenizer, text: str) -> None:
     ids = sp_tok.encode(text)
     assert all(0 <= i < 32000 for i in ids)
     assert sp_tok.decode_sample(ids) == text
-    assert sp_tok.decode_sample([TEXT_ID, *ids, SPEECH_ID, HUBERT_BASE]) == f"[Text]{text}[Speech][Hu0]"
+    assert (
+        sp_tok.decode_sample([TEXT_ID, *ids, SPEECH_ID, HUBERT_BASE])
+        == f"[Text]{text}[Speech][Hu0]"
+    )
 
 
 @pytest.mark.parametrize("change", [-1, +1])
@@ -541,7 +560,10 @@ def test_tiny_spiritlm_folders_load(tiny_lm: Path, variant: str, last: int) -> N
     assert tok.fingerprint.startswith("tokenizers:")
     text_ids = tok.encode("hello world")
     assert text_ids and all(0 <= i < 32000 for i in text_ids)
-    assert tok.decode_sample([TEXT_ID, *text_ids, SPEECH_ID, 32005]) == "[Text]hello world[Speech][Hu3]"
+    assert (
+        tok.decode_sample([TEXT_ID, *text_ids, SPEECH_ID, 32005])
+        == "[Text]hello world[Speech][Hu3]"
+    )
 
 
 def test_our_arithmetic_ids_match_the_checkpoint_tokenizer(tiny_lm: Path) -> None:
@@ -551,11 +573,8 @@ def test_our_arithmetic_ids_match_the_checkpoint_tokenizer(tiny_lm: Path) -> Non
     hf = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     string = "[Text]hello[Speech][Hu3][Pi4][St5]"
     theirs = [i for i in hf(string)["input_ids"] if i >= 32000]
-    ours = [TEXT_ID, SPEECH_ID, *units_to_ids([3], [4], [5], first=(0, 0, 0)).tolist()]
-    # units_to_ids orders St, Pi, Hu at t=0; compare as the string's order
-    ours_in_string_order = [TEXT_ID, SPEECH_ID] + [token_id(t) for t in ("[Hu3]", "[Pi4]", "[St5]")]
-    assert theirs == ours_in_string_order
-    assert sorted(theirs) == sorted(ours)
+    assert theirs == [TEXT_ID, SPEECH_ID, HUBERT_BASE + 3, PITCH_BASE + 4, STYLE_BASE + 5]
+    assert theirs == [token_id(t) for t in ("[Text]", "[Speech]", "[Hu3]", "[Pi4]", "[St5]")]
     # every one of the 667 tokens, rendered by our table, gets our id from the checkpoint
     rng = np.random.default_rng(0)
     h, p, s = _random_units(rng, 3.0)
@@ -589,8 +608,10 @@ def _check_interleaved(
     segments = _segments(content)
     spans = row["spans"]
     assert len(segments) == len(spans) == row["n_marker_tokens"]
-    assert [m for m, _ in segments] == [TEXT_ID if s["modality"] == "text" else SPEECH_ID for s in spans]
-    assert all(a[0] != b[0] for a, b in zip(segments, segments[1:], strict=False))
+    assert [m for m, _ in segments] == [
+        TEXT_ID if s["modality"] == "text" else SPEECH_ID for s in spans
+    ]
+    assert all(a[0] != b[0] for a, b in pairwise(segments))
     assert spans[0]["start_word"] == 0 and spans[-1]["stop_word"] == len(words)
     pieces = re.split(r"(\[Text\]|\[Speech\])", row["text"])[1:]
     assert len(pieces) == 2 * len(spans)
@@ -616,6 +637,14 @@ def _check_interleaved(
                 st = [i - STYLE_BASE for i in seg if i >= STYLE_BASE]
                 s0, s1 = frame_range(span["start_s"], span["end_s"], 1.0, len(units["style"]))
                 assert st == np.asarray(units["style"])[s0:s1].tolist()
+                # merged in the order of their true times in the recording
+                p0, p1 = frame_range(span["start_s"], span["end_s"], 12.5, len(units["pitch"]))
+                h0 = _first_hu(span["start_s"])
+                h1 = h0 + frames.size
+                p = np.asarray(units["pitch"])
+                s = np.asarray(units["style"])
+                events = _reference_events(h[h0:h1], p[p0:p1], s[s0:s1], first=(h0, p0, s0))
+                assert seg == [e[4] for e in events]
     assert row["n_speech_tokens"] == int(np.sum(ids >= HUBERT_BASE))
     assert row["n_text_tokens"] == int(np.sum(ids < 32000)) - 2
     assert row["n_tokens"] == ids.size
@@ -730,7 +759,12 @@ def test_corpus_config() -> None:
     assert CorpusConfig(weights=(1, 0, 1)).text_samples_wanted(10) == 0
     assert CorpusConfig(weights=(0, 1, 0)).text_samples_wanted(10) is None
     assert CorpusConfig(weights=(1, 0, 3)).interleaved_share() == 0.75
-    for bad in [{"variant": "large"}, {"weights": (0, 0, 0)}, {"weights": (1, -1, 1)}, {"weights": (1, 1)}]:
+    for bad in [
+        {"variant": "large"},
+        {"weights": (0, 0, 0)},
+        {"weights": (1, -1, 1)},
+        {"weights": (1, 1)},
+    ]:
         with pytest.raises(ValueError):
             CorpusConfig(**bad)  # type: ignore[arg-type]
 
@@ -774,7 +808,9 @@ def _unpack(seqs: list[dict[str, Any]]) -> dict[str, list[tuple[int, list[int]]]
         ids = np.asarray(seq["input_ids"]).tolist()
         starts = [*seq["doc_starts"], len(ids)]
         assert starts[0] == 0 and starts == sorted(starts)
-        for k, (name, offset) in enumerate(zip(seq["sample_ids"], seq["sample_offsets"], strict=True)):
+        for k, (name, offset) in enumerate(
+            zip(seq["sample_ids"], seq["sample_offsets"], strict=True)
+        ):
             pieces.setdefault(name, []).append((offset, ids[starts[k] : starts[k + 1]]))
     return pieces
 
@@ -783,7 +819,8 @@ def _unpack(seqs: list[dict[str, Any]]) -> dict[str, list[tuple[int, list[int]]]
 def test_pack_reconstructs_every_sample(seq_len: int) -> None:
     rng = np.random.default_rng(seq_len)
     samples = [
-        (f"s{i}", rng.integers(0, 32667, int(rng.integers(1, 50))).astype(np.int32)) for i in range(40)
+        (f"s{i}", rng.integers(0, 32667, int(rng.integers(1, 50))).astype(np.int32))
+        for i in range(40)
     ]
     seqs = list(pack(iter(samples), seq_len))
     assert [s["seq_index"] for s in seqs] == list(range(len(seqs)))
@@ -866,17 +903,14 @@ def test_jsonl_text_source(tmp_path: Path) -> None:
     assert "[Hu12]" in by_row[10].error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="storage/texts.py:65 `row.get('id') or default`: a falsy id such as 0 is replaced "
-    "by '<basename>:<line>' (ids 0,1 give 'texts:1','1' instead of '0','1'; two rows with id 0 "
-    "are not reported as duplicates)",
-)
 def test_numeric_zero_id_is_kept(tmp_path: Path) -> None:
     path = tmp_path / "texts.jsonl"
     path.write_text("".join(json.dumps({"id": i, "text": f"doc {i}"}) + "\n" for i in (0, 1)))
     docs, _ = read_text_source(str(path))
     assert [d.id for d in docs] == ["0", "1"]
+    path.write_text("".join(json.dumps({"id": 0, "text": f"doc {i}"}) + "\n" for i in (0, 1)))
+    with pytest.raises(ManifestError, match="'0' appears in rows 1 and 2"):
+        read_text_source(str(path))
 
 
 def test_duplicate_ids_stop_the_build(tmp_path: Path) -> None:
@@ -886,7 +920,9 @@ def test_duplicate_ids_stop_the_build(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match=r"'x' appears in rows 1 and 3"):
         read_text_source(str(path))
     # an explicit id equal to another row's default id is a duplicate too
-    path.write_text(json.dumps({"text": "one"}) + "\n" + json.dumps({"id": "dups:1", "text": "b"}) + "\n")
+    path.write_text(
+        json.dumps({"text": "one"}) + "\n" + json.dumps({"id": "dups:1", "text": "b"}) + "\n"
+    )
     with pytest.raises(ManifestError, match="rows 1 and 2"):
         read_text_source(str(path))
 
@@ -912,7 +948,10 @@ def test_parquet_and_csv_text_sources(tmp_path: Path) -> None:
     table = pa.table({"id": ["p1", None, "p3"], "text": ["alpha", "beta", None]})
     pq.write_table(table, path)
     docs, rejects = read_text_source(str(path))
-    assert [(d.id, d.text, d.source_row) for d in docs] == [("p1", "alpha", 1), ("docs:2", "beta", 2)]
+    assert [(d.id, d.text, d.source_row) for d in docs] == [
+        ("p1", "alpha", 1),
+        ("docs:2", "beta", 2),
+    ]
     assert [(r.source_row, r.id) for r in rejects] == [(3, "p3")]
     csv_path = tmp_path / "docs.csv"
     csv_path.write_text('id,text\nc1,"hello, world"\nc2,\n')
@@ -932,7 +971,7 @@ def test_missing_text_source(tmp_path: Path) -> None:
 
 
 def test_display_tokens_keep_spelling_and_join_punctuation() -> None:
-    transcript = "Hello, World -- it's  OK . \"Quoted\" ..."
+    transcript = 'Hello, World -- it\'s  OK . "Quoted" ...'
     tokens = display_tokens(transcript)
     assert tokens == [
         ("Hello,", "hello"),
@@ -944,15 +983,11 @@ def test_display_tokens_keep_spelling_and_join_punctuation() -> None:
     assert " ".join(shown for shown, _ in tokens) == " ".join(transcript.split())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="models/alignment.py:23 `elif out:` drops a punctuation-only token that comes before "
-    "the first word ('-- Yes, sir' is shown as 'Yes, sir'), so the corpus loses transcript text",
-)
 def test_display_tokens_keep_leading_punctuation() -> None:
-    transcript = "-- Yes, sir"
-    shown = " ".join(s for s, _ in display_tokens(transcript))
-    assert shown == transcript
+    transcript = '-- " Yes, sir'
+    tokens = display_tokens(transcript)
+    assert tokens == [('-- " Yes,', "yes"), ("sir", "sir")]
+    assert display_tokens("-- ...") == []  # no word at all: nothing to align or show
 
 
 def test_place_words_leaves_a_missing_word_without_times_and_fill_gives_the_gap() -> None:
@@ -1084,7 +1119,10 @@ def test_content_before_the_first_marker_fails(corpus_rows: list[dict[str, Any]]
 
 
 def test_marker_count_must_agree(corpus_rows: list[dict[str, Any]]) -> None:
-    _fails_on(_modified(corpus_rows, 0, n_marker_tokens=corpus_rows[0]["n_marker_tokens"] + 1), "markers_ok")
+    _fails_on(
+        _modified(corpus_rows, 0, n_marker_tokens=corpus_rows[0]["n_marker_tokens"] + 1),
+        "markers_ok",
+    )
 
 
 def test_sample_without_content_fails(corpus_rows: list[dict[str, Any]]) -> None:

@@ -81,9 +81,24 @@ def gpus_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def keep_glibc_malloc_defaults() -> None:
+    """Stop Dask's nannies giving workers ``MALLOC_TRIM_THRESHOLD_=65536``.
+
+    That setting returns freed memory to the OS at once and turns off glibc's adaptive mmap
+    threshold, so every large tensor is page-faulted in again: measured here, the same units
+    extraction took 35.1 s with it and 28.6 s without (in one process), and 36.6 s vs 29.8 s in a
+    Dask worker vs a plain spawned process. Our workers hold models, not many small objects.
+    """
+    import dask
+
+    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
+
+
 def task_runner(options: ClusterOptions, gpu_stage: bool = False) -> Any:
     """The DaskTaskRunner for a flow: an address, a LocalCUDACluster, or a process LocalCluster."""
     from prefect_dask import DaskTaskRunner
+
+    keep_glibc_malloc_defaults()
 
     if options.dask_address:
         return DaskTaskRunner(address=options.dask_address)

@@ -14,6 +14,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from schemas.interleave import KINDS
+from schemas.tokens import HUBERT_BASE, HUBERT_UNITS, LAST_ID, SPEECH_ID, TEXT_ID
+
 SENTIMENTS = ("positive", "negative", "neutral")
 REJECT_REASONS = (
     "missing",  # the file does not exist
@@ -308,9 +311,9 @@ SPAN_TYPE = pa.struct(
         pa.field("end_s", pa.float64()),
     ]
 )
-CORPUS_KINDS = ("speech", "text", "interleaved")
-_LAST_ID = {"base": 32502, "expressive": 32666}
-_MARKERS = (32000, 32001)
+CORPUS_KINDS = KINDS
+_LAST_ID = {"base": HUBERT_BASE + HUBERT_UNITS - 1, "expressive": LAST_ID}
+_MARKERS = (TEXT_ID, SPEECH_ID)
 
 
 def _out_of_vocab(df: pd.DataFrame) -> pd.Series:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 
 from prefect import flow, unmapped
-from prefect.artifacts import create_markdown_artifact
 
 from flows.params import BuildCorpusParams
-from flows.progress import completed_with_progress
+from flows.progress import completed_with_progress, publish_summary
 from schemas.expectations import prepare_in_background
 from schemas.tables import CORPUS
 from storage.layout import RunLayout
@@ -41,19 +40,21 @@ def build_corpus_flow(params: BuildCorpusParams) -> CorpusSummary:
     )
     outcomes = list(completed_with_progress([*recordings, *texts], "corpus shards"))
     summary = finalize_corpus(layout, plan, outcomes, params.model_dump(), started)
-    rows = "\n".join(
-        f"| {s['kind']} | {s['samples']} | {s['tokens']} | {s['text_tokens']} | {s['speech_tokens']} | "
-        f"{s['speech_seconds']:.1f} | {(s['speech_tokens_per_s'] or 0):.1f} (≈{s['expected_tokens_per_s']:.0f}) |"
+    rows = [
+        {
+            "kind": s["kind"],
+            "samples": s["samples"],
+            "tokens": s["tokens"],
+            "text tokens": s["text_tokens"],
+            "speech tokens": s["speech_tokens"],
+            "speech s": f"{s['speech_seconds']:.1f}",
+            "speech tokens/s (paper)": f"{(s['speech_tokens_per_s'] or 0):.1f} (≈{s['expected_tokens_per_s']:.0f})",
+        }
         for s in summary.stats
+    ]
+    note = (
+        f"rejected: {summary.rejected}; shards computed {summary.shards_computed}, "
+        f"reused {summary.shards_reused}"
     )
-    create_markdown_artifact(
-        key="corpus-summary",
-        description="build-corpus summary",
-        markdown=(
-            f"# corpus ({summary.variant})\n\n| kind | samples | tokens | text tokens | speech tokens | speech s | "
-            f"speech tokens/s (paper) |\n|---|---|---|---|---|---|---|\n{rows}\n\n"
-            f"rejected: {summary.rejected}; shards computed {summary.shards_computed}, reused {summary.shards_reused}\n\n"
-            + "\n".join(f"- **{n}**: `{u}`" for n, u in summary.tables.items())
-        ),
-    )
+    publish_summary("corpus-summary", f"corpus ({summary.variant})", rows, summary.tables, note)
     return summary

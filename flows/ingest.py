@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from prefect import flow, unmapped
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_table_artifact
 
 from flows.params import IngestParams
-from flows.progress import completed_with_progress
+from flows.progress import completed_with_progress, publish_summary
 from schemas.expectations import prepare_in_background
 from schemas.tables import DUPLICATES, RECORDINGS, REJECTS
 from storage.layout import RunLayout
@@ -53,13 +53,18 @@ def _publish(summary: IngestSummary) -> None:
         key="ingest-rejects",
         description="rejected files by reason",
     )
-    links = "\n".join(f"- **{name}**: `{url}`" for name, url in summary.tables.items())
-    create_markdown_artifact(
-        key="ingest-summary",
-        description="ingest summary",
-        markdown=(
-            f"# ingest\n\n| good | rejected | hours | duplicates | shards computed | shards reused |\n"
-            f"|---|---|---|---|---|---|\n| {summary.good} | {summary.rejected} | {summary.hours:.3f} "
-            f"| {summary.duplicates} | {summary.shards_computed} | {summary.shards_reused} |\n\n{links}\n"
-        ),
+    publish_summary(
+        "ingest-summary",
+        "ingest",
+        [
+            {
+                "good": summary.good,
+                "rejected": summary.rejected,
+                "hours": f"{summary.hours:.3f}",
+                "duplicates": summary.duplicates,
+                "shards computed": summary.shards_computed,
+                "shards reused": summary.shards_reused,
+            }
+        ],
+        summary.tables,
     )

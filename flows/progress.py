@@ -8,7 +8,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from prefect import get_run_logger
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    update_progress_artifact,
+)
 from prefect.futures import as_completed
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -35,3 +39,27 @@ def completed_with_progress(futures: Sequence[Any], label: str) -> Iterator[Any]
                 logger.info("%s: %d/%d", label, done, total)
                 update_progress_artifact(artifact, progress=100.0 * done / max(total, 1))
             yield result
+
+
+def summary_markdown(
+    title: str, rows: Sequence[dict[str, Any]], tables: dict[str, str], note: str = ""
+) -> str:
+    """A stage's summary: a Markdown table of ``rows``, an optional note, links to its tables."""
+    columns = list(rows[0]) if rows else []
+    lines = [f"# {title}", ""]
+    if columns:
+        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+        lines.append("")
+    if note:
+        lines += [note, ""]
+    lines += [f"- **{name}**: `{url}`" for name, url in tables.items()]
+    return "\n".join(lines)
+
+
+def publish_summary(
+    key: str, title: str, rows: Sequence[dict[str, Any]], tables: dict[str, str], note: str = ""
+) -> None:
+    """The summary as a Prefect Markdown artifact (one per stage, shown in the UI)."""
+    markdown = summary_markdown(title, rows, tables, note)
+    create_markdown_artifact(key=key, description=f"{title} summary", markdown=markdown)

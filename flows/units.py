@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 
 from prefect import flow, unmapped
-from prefect.artifacts import create_markdown_artifact
 
 from flows.ingest import ingest_flow
 from flows.params import DecodeParams, TokenizeParams, UnitsParams
-from flows.progress import completed_with_progress
+from flows.progress import completed_with_progress, publish_summary
 from schemas.expectations import prepare_in_background
 from schemas.tables import UNITS
 from storage.layout import RunLayout
@@ -44,15 +43,20 @@ def units_flow(params: UnitsParams) -> UnitsSummary:
     )
     outcomes = list(completed_with_progress(futures, "units shards"))
     summary = finalize_units(layout, plan, outcomes, carried.result(), started)
-    create_markdown_artifact(
-        key="units-summary",
-        description="units summary",
-        markdown=(
-            f"# units ({params.variant})\n\n| recordings | rows | extracted | reused | rejected | hours |\n"
-            f"|---|---|---|---|---|---|\n| {summary.recordings} | {summary.rows} | {summary.extracted} | "
-            f"{summary.reused_rows} | {summary.rejected} | {summary.audio_hours:.3f} |\n\n"
-            + "\n".join(f"- **{n}**: `{u}`" for n, u in summary.tables.items())
-        ),
+    publish_summary(
+        "units-summary",
+        f"units ({params.variant})",
+        [
+            {
+                "recordings": summary.recordings,
+                "rows": summary.rows,
+                "extracted": summary.extracted,
+                "reused": summary.reused_rows,
+                "rejected": summary.rejected,
+                "hours": f"{summary.audio_hours:.3f}",
+            }
+        ],
+        summary.tables,
     )
     return summary
 

@@ -17,6 +17,7 @@ import soundfile as sf
 from models.speech_tokenizer import MAX_CHUNK, SpeechTokenizer
 from schemas.tables import UNITS
 from storage.audio import load_audio_16k
+from storage.recordings import reject_row
 from storage.sharding import content_groups
 
 EXTRACT_CODE_VERSION = 1
@@ -112,11 +113,4 @@ def unit_rows(
 
 
 def _reject(job: UnitJob, reason: str, message: str) -> dict[str, Any]:
-    return {
-        "uri": job.uri,
-        "id": job.id,
-        "stage": "units",
-        "reason": reason,
-        "error": f"{job.uri}: {message}",
-        "source_row": None,
-    }
+    return reject_row(job.uri, reason, f"{job.uri}: {message}", job.id, stage="units")

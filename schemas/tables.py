@@ -70,49 +70,51 @@ class TableSpec:
         return list(self.schema.names)
 
 
-def _with_meta(name: str, version: int, fields: list[pa.Field]) -> pa.Schema:
-    return pa.schema(
-        fields,
-        metadata={"spiritflow.table": name, "spiritflow.schema_version": str(version)},
-    )
+def table_spec(
+    name: str,
+    version: int,
+    row_id: str,
+    fields: list[pa.Field],
+    rules: tuple[Rule, ...],
+    derived: tuple[Derived, ...] = (),
+) -> TableSpec:
+    """A TableSpec whose arrow schema carries the table name and version in its metadata."""
+    metadata = {"spiritflow.table": name, "spiritflow.schema_version": str(version)}
+    return TableSpec(name, version, pa.schema(fields, metadata=metadata), row_id, rules, derived)
 
 
 WORD_TYPE = pa.struct(
     [pa.field("word", pa.string()), pa.field("start", pa.float64()), pa.field("end", pa.float64())]
 )
 
-RECORDINGS = TableSpec(
+RECORDINGS = table_spec(
     name="recordings",
     version=1,
     row_id="id",
-    schema=_with_meta(
-        "recordings",
-        1,
-        [
-            pa.field("id", pa.string(), nullable=False),
-            pa.field("uri", pa.string(), nullable=False),
-            pa.field("sha256", pa.string(), nullable=False),
-            pa.field("bytes", pa.int64(), nullable=False),
-            pa.field("format", pa.string(), nullable=False),
-            pa.field("subtype", pa.string()),
-            pa.field("sample_rate", pa.int32(), nullable=False),
-            pa.field("channels", pa.int16(), nullable=False),
-            pa.field("frames", pa.int64(), nullable=False),
-            pa.field("duration_s", pa.float64(), nullable=False),
-            pa.field("num_samples_16k", pa.int64(), nullable=False),
-            pa.field("peak", pa.float32(), nullable=False),
-            pa.field("rms", pa.float32(), nullable=False),
-            pa.field("clipped_share", pa.float32(), nullable=False),
-            pa.field("silence_share", pa.float32(), nullable=False),
-            pa.field("text", pa.string()),
-            pa.field("speaker", pa.string()),
-            pa.field("emotion", pa.string()),
-            pa.field("sentiment", pa.string()),
-            pa.field("split", pa.string()),
-            pa.field("words", pa.list_(WORD_TYPE)),
-            pa.field("source_row", pa.int64()),
-        ],
-    ),
+    fields=[
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("bytes", pa.int64(), nullable=False),
+        pa.field("format", pa.string(), nullable=False),
+        pa.field("subtype", pa.string()),
+        pa.field("sample_rate", pa.int32(), nullable=False),
+        pa.field("channels", pa.int16(), nullable=False),
+        pa.field("frames", pa.int64(), nullable=False),
+        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("num_samples_16k", pa.int64(), nullable=False),
+        pa.field("peak", pa.float32(), nullable=False),
+        pa.field("rms", pa.float32(), nullable=False),
+        pa.field("clipped_share", pa.float32(), nullable=False),
+        pa.field("silence_share", pa.float32(), nullable=False),
+        pa.field("text", pa.string()),
+        pa.field("speaker", pa.string()),
+        pa.field("emotion", pa.string()),
+        pa.field("sentiment", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("words", pa.list_(WORD_TYPE)),
+        pa.field("source_row", pa.int64()),
+    ],
     rules=(
         Rule("id", "not_null"),
         Rule("id", "unique"),
@@ -133,22 +135,18 @@ RECORDINGS = TableSpec(
     ),
 )
 
-REJECTS = TableSpec(
+REJECTS = table_spec(
     name="rejects",
     version=1,
     row_id="uri",
-    schema=_with_meta(
-        "rejects",
-        1,
-        [
-            pa.field("uri", pa.string(), nullable=False),
-            pa.field("id", pa.string()),
-            pa.field("stage", pa.string(), nullable=False),
-            pa.field("reason", pa.string(), nullable=False),
-            pa.field("error", pa.string(), nullable=False),
-            pa.field("source_row", pa.int64()),
-        ],
-    ),
+    fields=[
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("id", pa.string()),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("error", pa.string(), nullable=False),
+        pa.field("source_row", pa.int64()),
+    ],
     rules=(
         Rule("uri", "not_null"),
         Rule("stage", "in_set", {"value_set": list(STAGES)}),
@@ -157,19 +155,15 @@ REJECTS = TableSpec(
     ),
 )
 
-DUPLICATES = TableSpec(
+DUPLICATES = table_spec(
     name="duplicates",
     version=1,
     row_id="id",
-    schema=_with_meta(
-        "duplicates",
-        1,
-        [
-            pa.field("sha256", pa.string(), nullable=False),
-            pa.field("id", pa.string(), nullable=False),
-            pa.field("duplicate_of", pa.string(), nullable=False),
-        ],
-    ),
+    fields=[
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("duplicate_of", pa.string(), nullable=False),
+    ],
     rules=(
         Rule("id", "not_null"),
         Rule("id", "unique"),
@@ -209,31 +203,27 @@ def _missing_units(df: pd.DataFrame) -> pd.Series:
 
 
 UNIT_MIN_SAMPLES = 1280  # chunks shorter than 80 ms are not tokenized (reference rule)
-UNITS = TableSpec(
+UNITS = table_spec(
     name="units",
     version=1,
     row_id="id",
-    schema=_with_meta(
-        "units",
-        1,
-        [
-            pa.field("id", pa.string(), nullable=False),
-            pa.field("sha256", pa.string(), nullable=False),
-            pa.field("unit_key", pa.string(), nullable=False),
-            pa.field("variant", pa.string(), nullable=False),
-            pa.field("num_samples_16k", pa.int64(), nullable=False),
-            pa.field("duration_s", pa.float64(), nullable=False),
-            pa.field("chunks", pa.int32(), nullable=False),
-            pa.field("hubert", pa.list_(pa.uint16()), nullable=False),
-            pa.field("pitch", pa.list_(pa.uint8())),
-            pa.field("style", pa.list_(pa.uint8())),
-            pa.field("n_hubert", pa.int32(), nullable=False),
-            pa.field("n_pitch", pa.int32()),
-            pa.field("n_style", pa.int32()),
-            pa.field("checkpoints", pa.string(), nullable=False),
-            pa.field("params", pa.string(), nullable=False),
-        ],
-    ),
+    fields=[
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("unit_key", pa.string(), nullable=False),
+        pa.field("variant", pa.string(), nullable=False),
+        pa.field("num_samples_16k", pa.int64(), nullable=False),
+        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("chunks", pa.int32(), nullable=False),
+        pa.field("hubert", pa.list_(pa.uint16()), nullable=False),
+        pa.field("pitch", pa.list_(pa.uint8())),
+        pa.field("style", pa.list_(pa.uint8())),
+        pa.field("n_hubert", pa.int32(), nullable=False),
+        pa.field("n_pitch", pa.int32()),
+        pa.field("n_style", pa.int32()),
+        pa.field("checkpoints", pa.string(), nullable=False),
+        pa.field("params", pa.string(), nullable=False),
+    ],
     rules=(
         Rule("id", "not_null"),
         Rule("id", "unique"),
@@ -272,25 +262,21 @@ def _overrun(column: str, end_key: str) -> Callable[[pd.DataFrame], pd.Series]:
     return compute
 
 
-ALIGNMENTS = TableSpec(
+ALIGNMENTS = table_spec(
     name="alignments",
     version=1,
     row_id="id",
-    schema=_with_meta(
-        "alignments",
-        1,
-        [
-            pa.field("id", pa.string(), nullable=False),
-            pa.field("sha256", pa.string(), nullable=False),
-            pa.field("align_key", pa.string(), nullable=False),
-            pa.field("source", pa.string(), nullable=False),
-            pa.field("aligner", pa.string(), nullable=False),
-            pa.field("duration_s", pa.float64(), nullable=False),
-            pa.field("words", pa.list_(WORD_TYPE), nullable=False),
-            pa.field("n_words", pa.int32(), nullable=False),
-            pa.field("n_unaligned", pa.int32(), nullable=False),
-        ],
-    ),
+    fields=[
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("align_key", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("aligner", pa.string(), nullable=False),
+        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("words", pa.list_(WORD_TYPE), nullable=False),
+        pa.field("n_words", pa.int32(), nullable=False),
+        pa.field("n_unaligned", pa.int32(), nullable=False),
+    ],
     rules=(
         Rule("id", "not_null"),
         Rule("id", "unique"),
@@ -351,32 +337,28 @@ def _content_tokens(df: pd.DataFrame) -> pd.Series:
     return (df["n_text_tokens"] + df["n_speech_tokens"]).astype("int64")
 
 
-CORPUS = TableSpec(
+CORPUS = table_spec(
     name="corpus",
     version=1,
     row_id="sample_id",
-    schema=_with_meta(
-        "corpus",
-        1,
-        [
-            pa.field("sample_id", pa.string(), nullable=False),
-            pa.field("kind", pa.string(), nullable=False),
-            pa.field("variant", pa.string(), nullable=False),
-            pa.field("recording_id", pa.string()),
-            pa.field("sha256", pa.string()),
-            pa.field("text_id", pa.string()),
-            pa.field("duration_s", pa.float64()),
-            pa.field("text", pa.string(), nullable=False),
-            pa.field("input_ids", pa.list_(pa.int32()), nullable=False),
-            pa.field("n_tokens", pa.int32(), nullable=False),
-            pa.field("n_text_tokens", pa.int32(), nullable=False),
-            pa.field("n_speech_tokens", pa.int32(), nullable=False),
-            pa.field("n_marker_tokens", pa.int32(), nullable=False),
-            pa.field("speech_seconds", pa.float64(), nullable=False),
-            pa.field("spans", pa.list_(SPAN_TYPE), nullable=False),
-            pa.field("build_key", pa.string(), nullable=False),
-        ],
-    ),
+    fields=[
+        pa.field("sample_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("variant", pa.string(), nullable=False),
+        pa.field("recording_id", pa.string()),
+        pa.field("sha256", pa.string()),
+        pa.field("text_id", pa.string()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("input_ids", pa.list_(pa.int32()), nullable=False),
+        pa.field("n_tokens", pa.int32(), nullable=False),
+        pa.field("n_text_tokens", pa.int32(), nullable=False),
+        pa.field("n_speech_tokens", pa.int32(), nullable=False),
+        pa.field("n_marker_tokens", pa.int32(), nullable=False),
+        pa.field("speech_seconds", pa.float64(), nullable=False),
+        pa.field("spans", pa.list_(SPAN_TYPE), nullable=False),
+        pa.field("build_key", pa.string(), nullable=False),
+    ],
     rules=(
         Rule("sample_id", "not_null"),
         Rule("sample_id", "unique"),
@@ -395,45 +377,37 @@ CORPUS = TableSpec(
     ),
 )
 
-CORPUS_STATS = TableSpec(
+CORPUS_STATS = table_spec(
     name="corpus_stats",
     version=1,
     row_id="kind",
-    schema=_with_meta(
-        "corpus_stats",
-        1,
-        [
-            pa.field("kind", pa.string(), nullable=False),
-            pa.field("samples", pa.int64(), nullable=False),
-            pa.field("tokens", pa.int64(), nullable=False),
-            pa.field("text_tokens", pa.int64(), nullable=False),
-            pa.field("speech_tokens", pa.int64(), nullable=False),
-            pa.field("marker_tokens", pa.int64(), nullable=False),
-            pa.field("speech_seconds", pa.float64(), nullable=False),
-            pa.field("speech_tokens_per_s", pa.float64()),
-            pa.field("expected_tokens_per_s", pa.float64(), nullable=False),
-            pa.field("text_span_words", pa.list_(pa.int64()), nullable=False),
-            pa.field("speech_span_words", pa.list_(pa.int64()), nullable=False),
-        ],
-    ),
+    fields=[
+        pa.field("kind", pa.string(), nullable=False),
+        pa.field("samples", pa.int64(), nullable=False),
+        pa.field("tokens", pa.int64(), nullable=False),
+        pa.field("text_tokens", pa.int64(), nullable=False),
+        pa.field("speech_tokens", pa.int64(), nullable=False),
+        pa.field("marker_tokens", pa.int64(), nullable=False),
+        pa.field("speech_seconds", pa.float64(), nullable=False),
+        pa.field("speech_tokens_per_s", pa.float64()),
+        pa.field("expected_tokens_per_s", pa.float64(), nullable=False),
+        pa.field("text_span_words", pa.list_(pa.int64()), nullable=False),
+        pa.field("speech_span_words", pa.list_(pa.int64()), nullable=False),
+    ],
     rules=(Rule("kind", "unique"), Rule("samples", "between", {"min_value": 0})),
 )
 
-PACKED = TableSpec(
+PACKED = table_spec(
     name="packed",
     version=1,
     row_id="seq_index",
-    schema=_with_meta(
-        "packed",
-        1,
-        [
-            pa.field("seq_index", pa.int64(), nullable=False),
-            pa.field("input_ids", pa.list_(pa.int32()), nullable=False),
-            pa.field("sample_ids", pa.list_(pa.string()), nullable=False),
-            pa.field("doc_starts", pa.list_(pa.int32()), nullable=False),
-            pa.field("sample_offsets", pa.list_(pa.int32()), nullable=False),
-        ],
-    ),
+    fields=[
+        pa.field("seq_index", pa.int64(), nullable=False),
+        pa.field("input_ids", pa.list_(pa.int32()), nullable=False),
+        pa.field("sample_ids", pa.list_(pa.string()), nullable=False),
+        pa.field("doc_starts", pa.list_(pa.int32()), nullable=False),
+        pa.field("sample_offsets", pa.list_(pa.int32()), nullable=False),
+    ],
     rules=(Rule("seq_index", "unique"),),
 )
 

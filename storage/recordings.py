@@ -50,20 +50,26 @@ def plan_shards(
 
 
 def reject_row(
-    uri: str, reason: str, error: str, rid: str | None, row: int | None
+    uri: str,
+    reason: str,
+    error: str,
+    rid: str | None,
+    row: int | None = None,
+    stage: str = "ingest",
 ) -> dict[str, Any]:
+    """One row of a rejects table (every stage writes the same shape)."""
     return {
         "uri": uri,
         "id": rid,
-        "stage": "ingest",
+        "stage": stage,
         "reason": reason,
         "error": error,
         "source_row": row,
     }
 
 
-def plan_reject_rows(rejects: Iterable[PlanReject]) -> list[dict[str, Any]]:
-    return [reject_row(r.uri, r.reason, r.error, r.id, r.source_row) for r in rejects]
+def plan_reject_rows(rejects: Iterable[PlanReject], stage: str = "ingest") -> list[dict[str, Any]]:
+    return [reject_row(r.uri, r.reason, r.error, r.id, r.source_row, stage) for r in rejects]
 
 
 def _words_problem(words: list[dict[str, Any]] | None, duration_s: float) -> str | None:

@@ -44,6 +44,7 @@ from storage.layout import RunLayout
 from storage.options import filesystem
 from storage.parquet import (
     commit_table,
+    exists,
     read_parts,
     read_table,
     table_part_urls,
@@ -51,6 +52,7 @@ from storage.parquet import (
     write_atomic,
     write_bytes_atomic,
 )
+from storage.recordings import plan_reject_rows, reject_row
 from storage.sharding import content_groups
 from storage.texts import read_text_source
 from tasks.common import cached_model
@@ -176,16 +178,8 @@ def _recording_jobs(
         if rec is None:
             continue  # a units row whose recording left the recordings table: not in this corpus
         if not meta["n_hubert"]:
-            rejects.append(
-                {
-                    "uri": rec["uri"],
-                    "id": rid,
-                    "stage": "corpus",
-                    "reason": "too_short",
-                    "error": f"{rec['uri']}: no HuBERT units (audio under 80 ms)",
-                    "source_row": None,
-                }
-            )
+            error = f"{rec['uri']}: no HuBERT units (audio under 80 ms)"
+            rejects.append(reject_row(rec["uri"], "too_short", error, rid, stage="corpus"))
             continue
         words = _words(rec.get("words"))
         transcript = (rec.get("text") or "").strip() or None
@@ -217,13 +211,12 @@ def plan_corpus(layout: RunLayout, params: dict[str, Any]) -> CorpusPlan:
     units_run = RunLayout.at(params["units"], opts)
     aligner = load_aligner(params["aligner"])
     units_table = units_run.table(UNITS.name)
-    fs, path = filesystem(units_table, opts)
-    if not fs.exists(f"{path}/_table.json"):
+    if not exists(units_run.manifest(UNITS.name), opts):
         raise ManifestError(
             f"{units_table}: no units table here (run `spiritflow tokenize` into {params['units']} first)"
         )
     units_meta: dict[str, dict[str, Any]] = {}
-    for part in table_part_urls(units_run.table(UNITS.name), opts):
+    for part in table_part_urls(units_table, opts):
         cols = ["id", "sha256", "variant", "duration_s", "n_hubert"]
         for row in read_table(part, UNITS, columns=cols, storage_options=opts).to_pylist():
             units_meta[row["id"]] = {**row, "part": part}
@@ -267,17 +260,7 @@ def plan_corpus(layout: RunLayout, params: dict[str, Any]) -> CorpusPlan:
     for group in content_groups(chosen, lambda d: d.id, params["shard_size"]):
         items = tuple((d.id, d.text) for d in group)
         text_shards.append((_digest([build_key, items]), items))
-    reject_rows = [
-        {
-            "uri": r.uri,
-            "id": r.id,
-            "stage": "corpus",
-            "reason": r.reason,
-            "error": r.error,
-            "source_row": r.source_row,
-        }
-        for r in text_rejects
-    ] + empty
+    reject_rows = plan_reject_rows(text_rejects, stage="corpus") + empty
     get_run_logger().info(
         "corpus: %d recordings (%d to align), %d of %d text documents, %d + %d shards",
         len(jobs),
@@ -306,17 +289,6 @@ def plan_corpus(layout: RunLayout, params: dict[str, Any]) -> CorpusPlan:
     )
 
 
-def _reject(job: RecordingJob, stage: str, reason: str, error: str) -> dict[str, Any]:
-    return {
-        "uri": job.uri,
-        "id": job.id,
-        "stage": stage,
-        "reason": reason,
-        "error": error,
-        "source_row": None,
-    }
-
-
 @dataclass
 class ShardAlignments:
     words: dict[str, list[tuple[str, float, float]]]
@@ -337,8 +309,7 @@ def _alignments(
     key = _digest(sorted(j.align_key for j in todo if j.align_key))
     url = layout.shard(ALIGNMENTS.name, key)
     rejects_url = layout.shard(ALIGN_REJECTS, key)
-    fs, path = filesystem(url, opts)
-    if fs.exists(path):
+    if exists(url, opts):
         rows = read_table(url, ALIGNMENTS, storage_options=opts).to_pylist()
         rejects = read_table(rejects_url, REJECTS, storage_options=opts).to_pylist()
         found = {r["id"]: list(_words(r["words"]) or ()) for r in rows}
@@ -352,10 +323,14 @@ def _alignments(
                 aligner, wav, job.transcript or "", job.duration_s, info.max_unaligned
             )
         except AlignmentError as exc:
-            rejects.append(_reject(job, "align", exc.reason, f"{job.uri}: {exc.message}"))
+            rejects.append(
+                reject_row(job.uri, exc.reason, f"{job.uri}: {exc.message}", job.id, stage="align")
+            )
             continue
         except (FileNotFoundError, RuntimeError) as exc:  # audio gone or no longer decodable
-            rejects.append(_reject(job, "align", "unreadable", f"{job.uri}: {exc}"))
+            rejects.append(
+                reject_row(job.uri, "unreadable", f"{job.uri}: {exc}", job.id, stage="align")
+            )
             continue
         out[job.id] = words
         rows.append(
@@ -400,34 +375,30 @@ def build_recording_shard(
     """Align what needs it, then one speech-only or interleaved sample per recording."""
     opts = layout.storage_options
     corpus_url, rejects_url = layout.shard(CORPUS.name, key), layout.shard(CORPUS_REJECTS, key)
-    fs, path = filesystem(corpus_url, opts)
     aligned = _alignments(jobs, layout, info)
-    if fs.exists(path):
-        rows = pq.read_metadata(path, filesystem=fs).num_rows
+    if exists(corpus_url, opts):
         return ShardOutcome(
             key,
             corpus_url,
             rejects_url,
             aligned.url,
             aligned.rejects_url,
-            rows,
+            _rows(corpus_url, opts),
             len(aligned.rejects),
             0,
             True,
         )
-    config = info.config
     tok = tokenizer_for(info.tokenizer)
     units = _units_rows(jobs, opts)
-    build_key = info.build_key
     rows = []
     for job in jobs:
         rec = {"id": job.id, "sha256": job.sha256, "duration_s": job.duration_s}
         words = list(job.words) if job.words else aligned.words.get(job.id)
         if job.kind == "interleaved" and words:
-            row = interleaved_sample(rec, units[job.id], words, tok, config)
+            row = interleaved_sample(rec, units[job.id], words, tok, info.config)
         else:  # drawn speech-only, or the alignment was rejected: the units still make a sample
-            row = speech_sample(rec, units[job.id], tok, config)
-        rows.append({**row, "build_key": build_key})
+            row = speech_sample(rec, units[job.id], tok, info.config)
+        rows.append({**row, "build_key": info.build_key})
     write_atomic(to_arrow(aligned.rejects, REJECTS), rejects_url, opts)
     write_atomic(to_arrow(rows, CORPUS), corpus_url, opts)
     return ShardOutcome(
@@ -450,15 +421,13 @@ def build_text_shard(
     """One ``[Text]`` sample per document."""
     opts = layout.storage_options
     corpus_url, rejects_url = layout.shard(CORPUS.name, key), layout.shard(CORPUS_REJECTS, key)
-    fs, path = filesystem(corpus_url, opts)
-    if fs.exists(path):
-        rows = pq.read_metadata(path, filesystem=fs).num_rows
+    if exists(corpus_url, opts):
+        rows = _rows(corpus_url, opts)
         return ShardOutcome(key, corpus_url, rejects_url, None, None, rows, 0, 0, True)
-    config = info.config
     tok = tokenizer_for(info.tokenizer)
-    build_key = info.build_key
     rows = [
-        {**text_sample(doc_id, text, tok, config), "build_key": build_key} for doc_id, text in docs
+        {**text_sample(doc_id, text, tok, info.config), "build_key": info.build_key}
+        for doc_id, text in docs
     ]
     write_atomic(to_arrow([], REJECTS), rejects_url, opts)
     write_atomic(to_arrow(rows, CORPUS), corpus_url, opts)

@@ -145,3 +145,26 @@ def test_prefect_yaml_deployments_point_at_real_flows() -> None:
     from prefect.client.schemas.schedules import CronSchedule
 
     CronSchedule(cron=scheduled[0]["schedules"][0]["cron"])  # a valid cron expression
+
+
+def test_summary_markdown_has_the_table_note_and_links() -> None:
+    from flows.progress import summary_markdown
+
+    text = summary_markdown(
+        "corpus (base)",
+        [{"kind": "text", "samples": 3}, {"kind": "all", "samples": 5}],
+        {"corpus": "/r/corpus"},
+        "rejected: 1",
+    )
+    assert text.splitlines() == [
+        "# corpus (base)",
+        "",
+        "| kind | samples |",
+        "|---|---|",
+        "| text | 3 |",
+        "| all | 5 |",
+        "",
+        "rejected: 1",
+        "",
+        "- **corpus**: `/r/corpus`",
+    ]

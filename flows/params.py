@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from schemas.errors import UsageError
 from storage.options import check_no_secrets
 
 
@@ -200,8 +201,12 @@ class BuildCorpusParams(StageParams):
     @field_validator("aligner")
     @classmethod
     def _aligner(cls, value: str) -> str:
-        if value != "pocketsphinx" and not (value.startswith("ctc:") and len(value) > 4):
-            raise ValueError(f"aligner {value!r}: expected pocketsphinx or ctc:DIR")
+        from models.aligner import parse_aligner_spec
+
+        try:
+            parse_aligner_spec(value)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from exc
         return value
 
     @field_validator("text_span", "speech_span", mode="before")

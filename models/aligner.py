@@ -98,7 +98,7 @@ class PocketSphinxAligner:
 
     def __init__(self) -> None:
         self.name = "pocketsphinx"
-        self.fingerprint = f"pocketsphinx-{version('pocketsphinx')}-en-us"
+        self.fingerprint = _pocketsphinx_fingerprint()
         self._lock = threading.Lock()
         self._decoder: Any = None
 
@@ -246,7 +246,7 @@ class CtcAligner:
             model,
             vocab,
             blank_id,
-            f"ctc:{file_sha256(weights)[:16]}",
+            _ctc_fingerprint(weights),
             normalize=_do_normalize(folder),
             device=device,
         )
@@ -368,13 +368,36 @@ def _do_normalize(folder: Path) -> bool:
         raise CheckpointError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
 
 
-def load_aligner(spec: str) -> Aligner:
-    """``"pocketsphinx"`` or ``"ctc:DIR"`` (the CLI's ``--aligner`` value) to an aligner."""
+def _pocketsphinx_fingerprint() -> str:
+    return f"pocketsphinx-{version('pocketsphinx')}-en-us"
+
+
+def _ctc_fingerprint(weights: Path) -> str:
+    return f"ctc:{file_sha256(weights)[:16]}"
+
+
+def parse_aligner_spec(spec: str) -> Path | None:
+    """``"pocketsphinx"`` (→ None) or ``"ctc:DIR"`` (→ DIR), the CLI's ``--aligner`` values."""
     if spec == "pocketsphinx":
-        return PocketSphinxAligner()
+        return None
     if spec.startswith("ctc:") and spec[len("ctc:") :].strip():
-        return CtcAligner.from_dir(spec[len("ctc:") :])
+        return Path(spec[len("ctc:") :]).expanduser()
     raise UsageError(f"unknown aligner {spec!r}: expected 'pocketsphinx' or 'ctc:DIR'")
+
+
+def aligner_fingerprint(spec: str) -> str:
+    """The cache key part of an aligner, without loading its model (planning stays cheap)."""
+    folder = parse_aligner_spec(spec)
+    if folder is None:
+        return _pocketsphinx_fingerprint()
+    require(folder / "config.json")
+    return _ctc_fingerprint(weights_file(folder))
+
+
+def load_aligner(spec: str) -> Aligner:
+    """The aligner a ``--aligner`` value names (pocketsphinx needs no files; ctc loads its folder)."""
+    folder = parse_aligner_spec(spec)
+    return PocketSphinxAligner() if folder is None else CtcAligner.from_dir(folder)
 
 
 def _bad(message: str) -> AlignmentError:

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from prefect import get_run_logger, task
 
-from models.aligner import AlignmentError, load_aligner
+from models.aligner import AlignmentError, aligner_fingerprint, load_aligner
 from models.alignment import align_transcript
 from models.checkpoints import checkpoints_dir
 from models.corpus import (
@@ -209,7 +209,7 @@ def plan_corpus(layout: RunLayout, params: dict[str, Any]) -> CorpusPlan:
     """Join units with recordings, pick each recording's kind and the text documents, shard both."""
     opts = layout.storage_options
     units_run = RunLayout.at(params["units"], opts)
-    aligner = load_aligner(params["aligner"])
+    aligner_fp = aligner_fingerprint(params["aligner"])  # the model itself loads in the workers
     units_table = units_run.table(UNITS.name)
     if not exists(units_run.manifest(UNITS.name), opts):
         raise ManifestError(
@@ -242,7 +242,7 @@ def plan_corpus(layout: RunLayout, params: dict[str, Any]) -> CorpusPlan:
             units_run.table(RECORDINGS.name), RECORDINGS, columns=cols, storage_options=opts
         ).to_pylist()
     }
-    jobs, empty = _recording_jobs(units_meta, recordings, config, aligner.fingerprint, params)
+    jobs, empty = _recording_jobs(units_meta, recordings, config, aligner_fp, params)
     build_key = config_json(config, tok.fingerprint)
     rec_shards = []
     for group in content_groups(jobs, lambda j: f"{j.sha256}:{j.id}", params["shard_size"]):
@@ -275,7 +275,7 @@ def plan_corpus(layout: RunLayout, params: dict[str, Any]) -> CorpusPlan:
         tok_dir,
         tok.fingerprint,
         params["aligner"],
-        aligner.fingerprint,
+        aligner_fp,
         params["max_unaligned"],
     )
     return CorpusPlan(

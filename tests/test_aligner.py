@@ -371,3 +371,12 @@ def test_load_aligner_rejects_unknown_spec(spec: str) -> None:
         load_aligner(spec)
     assert repr(spec) in str(err.value)
     assert "pocketsphinx" in str(err.value) and "ctc:DIR" in str(err.value)
+
+
+def test_fingerprint_without_loading_equals_the_loaded_aligners(tiny_ctc_dir: Path) -> None:
+    from models.aligner import aligner_fingerprint
+
+    for spec in ("pocketsphinx", f"ctc:{tiny_ctc_dir}"):
+        assert aligner_fingerprint(spec) == load_aligner(spec).fingerprint
+    with pytest.raises(CheckpointError, match="config.json"):
+        aligner_fingerprint(f"ctc:{tiny_ctc_dir}-missing")

@@ -190,17 +190,11 @@ def read_table(
 
 
 def read_parts(
-    parts: Iterable[str],
-    spec: TableSpec,
-    storage_options: Mapping[str, Any] | None = None,
-    columns: list[str] | None = None,
+    parts: Iterable[str], spec: TableSpec, storage_options: Mapping[str, Any] | None = None
 ) -> pa.Table:
     """Shard files (URLs) of one table, concatenated and cast to ``spec`` (empty if there are none)."""
-    tables = [read_table(p, spec, columns, storage_options) for p in parts]
-    if tables:
-        return pa.concat_tables(tables)
-    empty = spec.schema.empty_table()
-    return empty.select(columns) if columns else empty
+    tables = [read_table(p, spec, storage_options=storage_options) for p in parts]
+    return pa.concat_tables(tables) if tables else spec.schema.empty_table()
 
 
 def table_part_urls(url: str, storage_options: Mapping[str, Any] | None = None) -> list[str]:

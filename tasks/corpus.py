@@ -8,6 +8,7 @@ reuses what exists and rebuilding gives the same bytes. Alignments are cached on
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -45,7 +46,6 @@ from storage.options import filesystem
 from storage.parquet import (
     commit_table,
     exists,
-    read_parts,
     read_table,
     table_part_urls,
     to_arrow,
@@ -435,34 +435,21 @@ def build_text_shard(
 
 
 def _write_packed(
-    layout: RunLayout, parts: list[str], seed: int, seq_len: int
+    layout: RunLayout, table: pa.Table, key: str, seed: int, seq_len: int
 ) -> tuple[list[str], int]:
     """Pack every sample (in a seeded order that mixes kinds) into ``seq_len`` sequences."""
-    opts = layout.storage_options
-    table = read_parts(parts, CORPUS, opts, columns=["sample_id", "input_ids"])
     if table.num_rows == 0:
         return [], 0
     ids = table["sample_id"].to_pylist()
     order = sorted(range(len(ids)), key=lambda i: (_digest([seed, ids[i]]), ids[i]))
     lists = table["input_ids"].combine_chunks()
     flat, offsets = lists.values.to_numpy(), lists.offsets.to_numpy()
-    stream = ((ids[i], flat[offsets[i] : offsets[i + 1]]) for i in order)
-    key = _digest([seed, seq_len, sorted(parts)])
-    urls, batch, total = [], [], 0
-    for row in pack(stream, seq_len):
-        batch.append(row)
-        if len(batch) == PACKED_ROWS_PER_FILE:
-            urls.append(
-                write_atomic(
-                    to_arrow(batch, PACKED), layout.shard(PACKED.name, key, len(urls)), opts
-                )
-            )
-            total, batch = total + len(batch), []
-    if batch:
-        urls.append(
-            write_atomic(to_arrow(batch, PACKED), layout.shard(PACKED.name, key, len(urls)), opts)
-        )
-        total += len(batch)
+    sequences = pack(((ids[i], flat[offsets[i] : offsets[i + 1]]) for i in order), seq_len)
+    urls, total = [], 0
+    while chunk := list(itertools.islice(sequences, PACKED_ROWS_PER_FILE)):
+        url = layout.shard(PACKED.name, key, len(urls))
+        urls.append(write_atomic(to_arrow(chunk, PACKED), url, layout.storage_options))
+        total += len(chunk)
     return urls, total
 
 
@@ -486,11 +473,13 @@ def finalize_corpus(
         "speech_seconds",
         "spans",
     ]
-    frames = []
-    for part in parts:
+    frames, id_tables = [], []
+    for part in parts:  # one read per shard: validation, stats and packing all use it
         table = read_table(part, CORPUS, storage_options=opts)
         validate_frame(table.to_pandas(), CORPUS)
         frames.append(table.select(stat_cols))
+        if params.get("pack"):
+            id_tables.append(table.select(["sample_id", "input_ids"]))
     summary = CorpusSummary(
         out=layout.root,
         variant=plan.info.config.variant,
@@ -541,9 +530,10 @@ def finalize_corpus(
         commit_table(layout.table(name), spec, spec_parts, rows, opts)
         summary.tables[name] = layout.table(name)
     if params.get("pack"):
-        packed, summary.packed_sequences = _write_packed(
-            layout, parts, plan.info.config.seed, params["seq_len"]
-        )
+        ids = pa.concat_tables(id_tables) if id_tables else CORPUS.schema.empty_table()
+        seed, seq_len = plan.info.config.seed, params["seq_len"]
+        key = _digest([seed, seq_len, sorted(parts)])
+        packed, summary.packed_sequences = _write_packed(layout, ids, key, seed, seq_len)
         commit_table(layout.table(PACKED.name), PACKED, packed, summary.packed_sequences, opts)
         summary.tables[PACKED.name] = layout.table(PACKED.name)
     summary.seconds = round(time.time() - started, 2)

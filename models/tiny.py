@@ -437,6 +437,63 @@ def _language_models(root: Path) -> None:
         LlamaForCausalLM(config).save_pretrained(str(folder))
 
 
+CLASSIFIER_DIRS = {
+    "text": "stsp_classifiers/text_classifier",
+    "speech": "stsp_classifiers/speech_classifier",
+}
+
+
+def write_tiny_classifiers(root: str | Path) -> dict[str, Path]:
+    """Random STSP classifiers in the paper's formats: a 3-class text sequence classifier with its
+    tokenizer, and a wav2vec2 audio classifier of Expresso emotions with its feature extractor."""
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        PreTrainedTokenizerFast,
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForSequenceClassification,
+    )
+
+    out = Path(root)
+    text_dir, speech_dir = out / CLASSIFIER_DIRS["text"], out / CLASSIFIER_DIRS["speech"]
+    sentiments = {0: "negative", 1: "neutral", 2: "positive"}
+    PreTrainedTokenizerFast(
+        tokenizer_object=_text_tokenizer(), unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    ).save_pretrained(str(text_dir))
+    text_config = BertConfig(
+        vocab_size=32000,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=512,
+        id2label=sentiments,
+        label2id={v: k for k, v in sentiments.items()},
+    )
+    BertForSequenceClassification(text_config).save_pretrained(str(text_dir))
+    emotions = {0: "angry", 1: "default", 2: "happy", 3: "sad"}
+    speech_config = Wav2Vec2Config(
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(16, 16),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 4),
+        num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2,
+        classifier_proj_size=8,
+        id2label=emotions,
+        label2id={v: k for k, v in emotions.items()},
+    )
+    Wav2Vec2ForSequenceClassification(speech_config).save_pretrained(str(speech_dir))
+    Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=True
+    ).save_pretrained(str(speech_dir))
+    return {"text": text_dir, "speech": speech_dir}
+
+
 def write_tiny_checkpoints(root: str | Path, seed: int = 0, size: str = "tiny") -> Path:
     """Write the whole speech-tokenizer checkpoint set under ``root`` (deterministic for a seed).
 
@@ -452,6 +509,7 @@ def write_tiny_checkpoints(root: str | Path, seed: int = 0, size: str = "tiny") 
     _style(out, size)
     _vocoders(out)
     _language_models(out)
+    write_tiny_classifiers(out)
     (out / "README.txt").write_text(
         "Tiny RANDOM SpiRit-LM checkpoints written by `spiritflow checkpoints tiny` for tests and demos.\n"
         "Layout and formats match the released checkpoints; the weights are random (units carry no meaning).\n"

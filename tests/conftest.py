@@ -114,3 +114,19 @@ def write_audio(tmp_path: Path) -> WriteAudio:
         return path
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The complete tiny random checkpoint set (speech tokenizer, vocoders, LMs, classifiers)."""
+    from models.tiny import write_tiny_checkpoints
+
+    return write_tiny_checkpoints(tmp_path_factory.mktemp("tiny-checkpoints"))
+
+
+@pytest.fixture(scope="session")
+def stsp_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic STSP set (eSpeak NG speech) in the released layout."""
+    from storage.stsp_synthetic import write_synthetic_stsp
+
+    return write_synthetic_stsp(tmp_path_factory.mktemp("stsp-data"))

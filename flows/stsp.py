@@ -60,11 +60,13 @@ def stsp_flow(params: StspParams) -> StspSummary:
         unmapped(layout),
         unmapped(info),
     )
-    scored = score_shard.map(generated, unmapped(layout), unmapped(info))
-    score_parts = list(completed_with_progress(scored, "stsp shards"))
-    summary, metrics, generations = finalize_stsp(
-        layout, plan, [g.result() for g in generated], score_parts, info, started
-    )
+    # Scoring starts as each generation shard finishes (results, not futures, are passed on).
+    done, scoring = [], []
+    for shard in completed_with_progress(generated, "stsp generation shards"):
+        done.append(shard)
+        scoring.append(score_shard.submit(shard, layout, info))
+    score_parts = list(completed_with_progress(scoring, "stsp scoring shards"))
+    summary, metrics, generations = finalize_stsp(layout, plan, done, score_parts, info, started)
     _report(layout, summary, metrics, generations)
     return summary
 

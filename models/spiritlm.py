@@ -5,7 +5,7 @@ bans single token ids (transformers' ``bad_words_ids``, which never bans EOS), t
 ``skip_special_tokens=True`` and the continuation is what follows the prompt's characters, stripped.
 What it adds: batches (left padding with a real pad id, attention masks, explicit positions, rows
 leaving the batch when they finish), one random generator per item, a runaway-speech stop and
-retries when a speech output has no HuBERT token.
+retries when a speech output cannot be voiced.
 """
 
 from __future__ import annotations
@@ -222,6 +222,11 @@ class SpiritLM:
             step_ids, step_pos = next_ids, next_pos
         return [(out[i], reasons[i]) for i in range(n)]
 
+    def decodable(self, gen: Generation) -> bool:
+        """The vocoder can voice it: Hu tokens, and for Expressive also Pi tokens (a missing style
+        takes the default, a missing pitch makes the reference's decoder fail)."""
+        return gen.hubert_tokens > 0 and (not self.expressive or "[Pi" in gen.speech)
+
     def _runaway(self, tokens: list[int], config: SamplingConfig) -> bool:
         tail = tokens[-config.runaway_period * config.runaway_repeats :]
         return is_runaway(tail, [bool(self._is_speech[t]) for t in tail], config)
@@ -239,8 +244,9 @@ class SpiritLM:
     ) -> list[Generation]:
         """Continuations of built prompts; batches of ``max_batch`` by length, same result as one by one.
 
-        A SPEECH output without any HuBERT token is generated again (seed + attempt), ``retries``
-        times at most, as the reference's STSP script does.
+        A SPEECH output the vocoder cannot voice (no Hu token; for Expressive, no Pi token) is
+        generated again (seed + attempt), ``retries`` times at most: the reference's STSP script
+        retries 3 times when decoding fails.
         """
         modality: Modality = output_modality.upper()  # type: ignore[assignment]
         banned = forbidden_token_ids(modality, self.expressive) if force_modality else []
@@ -285,7 +291,7 @@ class SpiritLM:
                 if modality == "SPEECH"
                 and attempt <= retries
                 and results[k] is not None
-                and results[k].hubert_tokens == 0  # type: ignore[union-attr]
+                and not self.decodable(results[k])  # type: ignore[arg-type]
             ]
         return [r for r in results if r is not None]
 

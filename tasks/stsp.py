@@ -345,7 +345,7 @@ def generate_shard(
     rows = []
     for job, gen in zip(jobs, results, strict=True):
         audio_uri = None
-        if vocoder is not None and gen.hubert_tokens:
+        if vocoder is not None and lm.decodable(gen):
             wav = vocoder.decode_audio(gen.speech, speaker=params["speaker"])
             audio_uri = write_bytes_atomic(_wav_bytes(wav), layout.audio(job.gen_id), opts)
         rows.append(

@@ -8,6 +8,7 @@ HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
 STAMP := $(VENV)/.installed-$(HASH)
 DEMO_OUT ?= runs/demo
 DEMO_CKPT ?= runs/demo-checkpoints
+DEMO_STSP ?= runs/stsp-synthetic
 
 .PHONY: venv demo test lint bench clean
 
@@ -27,6 +28,9 @@ demo: venv
 	$(BIN)/spiritflow decode $(DEMO_OUT)/units --checkpoints $(DEMO_CKPT) --out $(DEMO_OUT)
 	$(BIN)/spiritflow build-corpus --units $(DEMO_OUT) --text samples/text.jsonl \
 		--checkpoints $(DEMO_CKPT) --weights 0,1,1 --text-span 2-4 --speech-span 2-3 --pack --seq-len 256 --out $(DEMO_OUT)
+	$(BIN)/spiritflow stsp-synth $(DEMO_STSP)
+	$(BIN)/spiritflow stsp --data-root $(DEMO_STSP) --model $(DEMO_CKPT)/spiritlm_model/spirit-lm-expressive-7b \
+		--checkpoints $(DEMO_CKPT) --directions all --seeds 3 --max-new-speech 100 --out $(DEMO_OUT)/stsp
 
 lint: venv
 	$(BIN)/ruff check .
@@ -40,6 +44,7 @@ bench: venv
 	$(BIN)/python benchmarks/ingest_bench.py
 	$(BIN)/python benchmarks/units_bench.py
 	$(BIN)/python benchmarks/corpus_bench.py
+	$(BIN)/python benchmarks/generate_bench.py
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

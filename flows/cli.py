@@ -55,7 +55,7 @@ def _add_model_options(parser: argparse.ArgumentParser, model: type[BaseModel]) 
                 default = kwargs["default"] = sep.join(
                     f"{v:g}" if isinstance(v, int | float) else str(v) for v in default
                 )
-            if default is not None:
+            if default not in (None, ""):
                 help_text += f" (default: {default})"
         parser.add_argument(flag, help=help_text, **kwargs)
 

@@ -7,6 +7,7 @@ something to find. Manifests carry ``emotion`` and ``sentiment`` as the released
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -65,6 +66,14 @@ def _resample(wav: np.ndarray, rate: int) -> np.ndarray:
     return taf.resample(torch.from_numpy(wav), rate, RATE).numpy()
 
 
+def _write_if_changed(path: Path, data: bytes) -> None:
+    """Rewriting identical bytes would change mtimes, and ingest would see new files."""
+    if path.is_file() and path.read_bytes() == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
 def write_synthetic_stsp(root: str | Path, per_class: int = 2, train_per_class: int = 2) -> Path:
     """Write ROOT/manifest/... and ROOT/data/... (test and train splits of all three datasets)."""
     out = Path(root)
@@ -87,8 +96,9 @@ def write_synthetic_stsp(root: str | Path, per_class: int = 2, train_per_class: 
                         "en-us" if k % 2 == 0 else "en-us+f2"
                     )  # two speakers: a male and a female variant
                     audio = _resample(synth.speak(text, prosody, voice), synth.sample_rate)
-                    (out / "data" / wav_path).parent.mkdir(parents=True, exist_ok=True)
-                    sf.write(out / "data" / wav_path, audio, RATE, subtype="PCM_16")
+                    buf = io.BytesIO()
+                    sf.write(buf, audio, RATE, format="WAV", subtype="PCM_16")
+                    _write_if_changed(out / "data" / wav_path, buf.getvalue())
                     rows.append(
                         {
                             "id": next_id,
@@ -102,7 +112,7 @@ def write_synthetic_stsp(root: str | Path, per_class: int = 2, train_per_class: 
                     )
                     next_id += 1
             manifest = out / "manifest" / f"{rel}.{split}.jsonl"
-            manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            _write_if_changed(manifest, "".join(json.dumps(r) + "\n" for r in rows).encode())
     (out / "README.txt").write_text(
         "Synthetic STSP set written by `spiritflow stsp-synth` (eSpeak NG voices; not the real STSP data).\n"
         "Layout and manifest fields follow the released stsp_data archive.\n"

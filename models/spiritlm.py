@@ -295,6 +295,29 @@ class SpiritLM:
             ]
         return [r for r in results if r is not None]
 
+    def continue_inputs(
+        self,
+        inputs: Sequence[tuple[str, Any]] | None = None,
+        output_modality: Modality = "ARBITRARY",
+        prompt: str | None = None,
+        speech_tokenizer: Any = None,
+        config: SamplingConfig | None = None,
+        seed: int = 0,
+        speaker_id: int = 2,
+    ) -> Generation:
+        """One continuation of interleaved inputs (text, audio paths/arrays, token strings) or of a
+        prebuilt prompt; speech output is voiced by ``speech_tokenizer``'s vocoder when it has one."""
+        if prompt is None:
+            if not inputs:
+                raise ValueError("give interleaved inputs or a prompt")
+            encode = speech_tokenizer.encode_string if speech_tokenizer is not None else None
+            prompt = interleaved_prompt(inputs, output_modality, encode)
+        [gen] = self.generate([prompt], output_modality, config or SamplingConfig(), [seed])
+        vocoder = getattr(speech_tokenizer, "vocoder", None)
+        if vocoder is not None and self.decodable(gen):
+            gen.wav = speech_tokenizer.decode(gen.speech, speaker_id=speaker_id)
+        return gen
+
 
 def speech_input(
     value: str | Path | np.ndarray | torch.Tensor, encode_string: Callable[[np.ndarray], str]

@@ -24,6 +24,7 @@ from models.errors import CheckpointError
 from models.metrics import metric_rows
 from models.sampling import item_seed
 from models.sentiment import load_speech_scorer, load_text_scorer
+from models.speech_tokenizer import VOCODER_DIRS
 from models.spiritlm import SpiritLM
 from models.stsp import (
     DIRECTION_DATASETS,
@@ -254,6 +255,12 @@ def build_jobs(
             if r["hubert"]
         }
     model_fp = fingerprint(weights_file(Path(params["model"])))
+    vocoder_fp = None
+    if any(DIRECTIONS[d][1] == "SPEECH" for d in plan.directions):
+        vocoder = (
+            checkpoints_dir(params["checkpoints"]) / VOCODER_DIRS[plan.variant] / "generator.pt"
+        )
+        vocoder_fp = fingerprint(vocoder)
     shards: list[tuple[str, str, list[GenJob]]] = []
     skipped = 0
     for direction in plan.directions:
@@ -292,9 +299,7 @@ def build_jobs(
                         "model": model_fp,
                         "sampling": asdict(config),
                         "speaker": params["speaker"] if out_modality == "SPEECH" else None,
-                        "checkpoints": str(checkpoints_dir(params["checkpoints"]))
-                        if out_modality == "SPEECH"
-                        else None,
+                        "vocoder": vocoder_fp if out_modality == "SPEECH" else None,
                         "jobs": [(j.gen_id, j.prompt, j.sample_seed) for j in group],
                     }
                 )

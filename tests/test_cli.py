@@ -22,6 +22,9 @@ ROOT = Path(__file__).parents[1]
         ["decode", "--help"],
         ["build-corpus", "--help"],
         ["checkpoints", "tiny", "--help"],
+        ["stsp", "--help"],
+        ["stsp-score", "--help"],
+        ["stsp-synth", "--help"],
     ],
 )
 def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -168,3 +171,59 @@ def test_summary_markdown_has_the_table_note_and_links() -> None:
         "",
         "- **corpus**: `/r/corpus`",
     ]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--directions", "t2t,t2x"], "t2x"),
+        (["--datasets", "librispeech"], "librispeech"),
+        (["--text-scorer", "roberta"], "vader or hf:DIR"),
+        (["--seeds", "0"], "--seeds"),
+    ],
+)
+def test_stsp_usage_errors_exit_2(
+    extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "stsp",
+        "--data-root",
+        str(tmp_path),
+        "--model",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert main(argv + extra) == EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+def test_stsp_without_a_model_or_data_names_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_checkpoints: Path
+) -> None:
+    out = str(tmp_path / "o")
+    assert (
+        main(
+            [
+                "stsp",
+                "--data-root",
+                str(tmp_path),
+                "--model",
+                str(tmp_path),
+                "--out",
+                out,
+                "--workers",
+                "1",
+            ]
+        )
+        == 1
+    )
+    assert "config.json" in capsys.readouterr().err
+    model = str(tiny_checkpoints / "spiritlm_model" / "spirit-lm-base-7b")
+    assert (
+        main(
+            ["stsp", "--data-root", str(tmp_path), "--model", model, "--out", out, "--workers", "1"]
+        )
+        == 1
+    )
+    assert "expresso_asr.test.jsonl: STSP manifest not found" in capsys.readouterr().err

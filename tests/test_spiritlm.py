@@ -212,3 +212,33 @@ def test_bad_checkpoints_fail_naming_the_file(tiny_checkpoints: Path, tmp_path: 
     with pytest.raises(CheckpointError, match="model_type"):
         SpiritLM.from_checkpoint_dir(other, "cpu")
     assert TEXT_VOCAB == 32000
+
+
+def test_continue_inputs_voices_speech_output(lm: SpiritLM, tiny_checkpoints: Path) -> None:
+    from models.speech_tokenizer import SpeechTokenizer
+
+    tok = SpeechTokenizer.from_checkpoint_dir(tiny_checkpoints, "expressive", "cpu")
+    wav = REFERENCE_AUDIO / "glide_3s.wav"
+    gen = lm.continue_inputs(
+        [("text", "Listen:"), ("speech", str(wav))],
+        "SPEECH",
+        speech_tokenizer=tok,
+        config=SamplingConfig(max_new_tokens=40),
+        seed=3,
+    )
+    assert lm.decodable(gen) and gen.wav is not None and gen.wav.size > 0
+    again = lm.continue_inputs(
+        prompt=lm_prompt(tok, wav),
+        output_modality="SPEECH",
+        config=SamplingConfig(max_new_tokens=40),
+        seed=3,
+    )
+    assert (
+        again.speech == gen.speech and again.wav is None
+    )  # same prompt, same seed; no vocoder given
+
+
+def lm_prompt(tok: Any, wav: Path) -> str:
+    return interleaved_prompt(
+        [("text", "Listen:"), ("speech", str(wav))], "SPEECH", tok.encode_string
+    )

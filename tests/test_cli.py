@@ -226,4 +226,4 @@ def test_stsp_without_a_model_or_data_names_the_file(
         )
         == 1
     )
-    assert "expresso_asr.test.jsonl: STSP manifest not found" in capsys.readouterr().err
+    assert "emov.test.jsonl: STSP manifest not found" in capsys.readouterr().err

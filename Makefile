@@ -10,7 +10,7 @@ DEMO_OUT ?= runs/demo
 DEMO_CKPT ?= runs/demo-checkpoints
 DEMO_STSP ?= runs/stsp-synthetic
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench serve clean
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench: venv
 	$(BIN)/python benchmarks/units_bench.py
 	$(BIN)/python benchmarks/corpus_bench.py
 	$(BIN)/python benchmarks/generate_bench.py
+
+# A Prefect server on 127.0.0.1:4200 (UI), every deployment of prefect.yaml on the spiritflow-process
+# pool, and a worker; Ctrl-C stops all three.
+serve: venv
+	$(BIN)/python -m flows.serve --port 4200
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -10,7 +10,7 @@ DEMO_OUT ?= runs/demo
 DEMO_CKPT ?= runs/demo-checkpoints
 DEMO_STSP ?= runs/stsp-synthetic
 
-.PHONY: venv demo test lint bench serve clean
+.PHONY: venv demo test lint browser bench serve clean
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,14 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# Debian's Chromium renders the HTML reports in tests/test_reports.py (installed when missing and root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: the report rendering tests will be skipped"; fi; }
+
+test: lint browser
 	$(BIN)/pytest
 
 bench: venv

@@ -18,6 +18,7 @@ from tasks.corpus import (
     finalize_corpus,
     plan_corpus,
 )
+from tasks.reports import write_run_report
 
 
 @flow(name="build-corpus", persist_result=False)
@@ -56,5 +57,10 @@ def build_corpus_flow(params: BuildCorpusParams) -> CorpusSummary:
         f"rejected: {summary.rejected}; shards computed {summary.shards_computed}, "
         f"reused {summary.shards_reused}"
     )
-    publish_summary("corpus-summary", f"corpus ({summary.variant})", rows, summary.tables, note)
+    markdown = publish_summary(
+        "corpus-summary", f"corpus ({summary.variant})", rows, summary.tables, note
+    )
+    summary.tables["report_html"] = write_run_report(
+        layout, "corpus", f"corpus run report ({summary.variant})", markdown
+    )
     return summary

@@ -19,6 +19,7 @@ from tasks.ingest import (
     plan_ingest,
     write_plan_rejects,
 )
+from tasks.reports import write_run_report
 
 
 def _cache_params(params: IngestParams) -> dict[str, object]:
@@ -42,18 +43,21 @@ def ingest_flow(params: IngestParams) -> IngestSummary:
     if extra is not None:
         outcomes.append(extra)
     summary = finalize_ingest(layout, outcomes, plan.ignored, started)
-    _publish(summary)
+    markdown = _publish(summary)
+    summary.tables["report_html"] = write_run_report(
+        layout, "ingest", "ingest run report", markdown
+    )
     return summary
 
 
-def _publish(summary: IngestSummary) -> None:
+def _publish(summary: IngestSummary) -> str:
     rows = [{"reason": r, "files": n} for r, n in summary.reasons.items()]
     create_table_artifact(
         rows or [{"reason": "-", "files": 0}],
         key="ingest-rejects",
         description="rejected files by reason",
     )
-    publish_summary(
+    return publish_summary(
         "ingest-summary",
         "ingest",
         [

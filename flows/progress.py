@@ -59,7 +59,8 @@ def summary_markdown(
 
 def publish_summary(
     key: str, title: str, rows: Sequence[dict[str, Any]], tables: dict[str, str], note: str = ""
-) -> None:
-    """The summary as a Prefect Markdown artifact (one per stage, shown in the UI)."""
+) -> str:
+    """The summary as a Prefect Markdown artifact (one per stage, shown in the UI); returns it."""
     markdown = summary_markdown(title, rows, tables, note)
     create_markdown_artifact(key=key, description=f"{title} summary", markdown=markdown)
+    return markdown

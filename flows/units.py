@@ -13,6 +13,7 @@ from schemas.expectations import prepare_in_background
 from schemas.tables import UNITS
 from storage.layout import RunLayout
 from tasks.decode import decode_units, list_units
+from tasks.reports import write_run_report
 from tasks.units import UnitsSummary, carry_units, extract_units, finalize_units, plan_units
 
 
@@ -43,7 +44,7 @@ def units_flow(params: UnitsParams) -> UnitsSummary:
     )
     outcomes = list(completed_with_progress(futures, "units shards"))
     summary = finalize_units(layout, plan, outcomes, carried.result(), started)
-    publish_summary(
+    markdown = publish_summary(
         "units-summary",
         f"units ({params.variant})",
         [
@@ -57,6 +58,9 @@ def units_flow(params: UnitsParams) -> UnitsSummary:
             }
         ],
         summary.tables,
+    )
+    summary.tables["report_html"] = write_run_report(
+        layout, "units", f"units run report ({params.variant})", markdown
     )
     return summary
 

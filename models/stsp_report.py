@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from models.metrics import PAPER_TABLE3
+from models.report import figure_png, html_page, pyplot
 from schemas.tables import SENTIMENTS
 
 ORDER = ("t2t", "t2s", "s2t", "s2s")
@@ -72,23 +70,10 @@ def markdown_report(
     return "\n".join(lines)
 
 
-def _figure_png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
 def _figures(
     metrics: Sequence[Mapping[str, Any]], generations: Sequence[Mapping[str, Any]]
 ) -> list[tuple[str, str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figures = []
     overall = {m["direction"]: m for m in metrics if m["dataset"] == "all"}
     directions = [d for d in ORDER if d in overall]
@@ -112,7 +97,7 @@ def _figures(
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
     ax.legend(fontsize=7, loc="upper right")
-    figures.append(("STSP accuracy by direction, with paper Table 3", _figure_png(fig)))
+    figures.append(("STSP accuracy by direction, with paper Table 3", figure_png(fig)))
 
     fig, axes = plt.subplots(1, max(1, len(directions)), figsize=(3 * max(1, len(directions)), 2.9))
     axes = axes if len(directions) > 1 else [axes]
@@ -127,7 +112,7 @@ def _figures(
         ax.set_title(ARROWS[d])
         ax.set_xlabel("predicted")
     axes[0].set_ylabel("reference")
-    figures.append(("Confusion matrices", _figure_png(fig)))
+    figures.append(("Confusion matrices", figure_png(fig)))
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 2.9))
     for d in directions:
@@ -148,7 +133,7 @@ def _figures(
         bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
     right.set_ylabel("generations")
     right.legend(fontsize=7, title="stop reason")
-    figures.append(("Generation lengths and why generation stopped", _figure_png(fig)))
+    figures.append(("Generation lengths and why generation stopped", figure_png(fig)))
     return figures
 
 
@@ -159,71 +144,4 @@ def html_report(
     title: str,
 ) -> str:
     """One HTML file with the figures inline (no network, no external assets)."""
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:980px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px}"
-        "figure{margin:1.5em 0}img{max-width:100%}pre{white-space:pre-wrap}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-    ]
-    for caption, png in _figures(metrics, generations):
-        parts.append(
-            f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{png}'>"
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        )
-    parts.append(markdown_to_html(markdown.split("\n", 1)[1]))
-    parts.append("</body></html>")
-    return "".join(parts)
-
-
-def _inline(text: str) -> str:
-    """``code`` and **bold** of our own Markdown, escaped."""
-    out = html.escape(text)
-    for mark, tag in (("**", "b"), ("`", "code")):
-        pieces = out.split(mark)
-        out = "".join(p if k % 2 == 0 else f"<{tag}>{p}</{tag}>" for k, p in enumerate(pieces))
-    return out
-
-
-def markdown_to_html(markdown: str) -> str:
-    """The subset our reports use: headings, bullet lists, pipe tables, paragraphs."""
-    out: list[str] = []
-    table: list[list[str]] = []
-    in_list = False
-
-    def flush() -> None:
-        nonlocal in_list
-        if table:
-            head, *body = table
-            out.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>")
-            out.extend(
-                "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in body
-            )
-            out.append("</table>")
-            table.clear()
-        if in_list:
-            out.append("</ul>")
-            in_list = False
-
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if not all(set(c) <= set("-:") for c in cells):
-                table.append(cells)
-            continue
-        if line.startswith("- "):
-            if not in_list:
-                flush()
-                out.append("<ul>")
-                in_list = True
-            out.append(f"<li>{_inline(line[2:])}</li>")
-            continue
-        flush()
-        if line.startswith("#"):
-            level = min(len(line) - len(line.lstrip("#")), 6)
-            out.append(f"<h{level}>{_inline(line.lstrip('#').strip())}</h{level}>")
-        elif line.strip():
-            out.append(f"<p>{_inline(line)}</p>")
-    flush()
-    return "\n".join(out)
+    return html_page(title, markdown, _figures(metrics, generations))

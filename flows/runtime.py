@@ -118,3 +118,19 @@ def task_runner(options: ClusterOptions, gpu_stage: bool = False) -> Any:
             "dashboard_address": ":0",
         },
     )
+
+
+def stage_runner() -> Any:
+    """The task runner for a stage run as a subflow: the parent flow's Dask cluster.
+
+    Prefect gives a subflow its own default runner (threads in the flow process), so without this
+    `tokenize`'s ingest and units tasks, and `stsp`'s, would never reach the Dask workers.
+    """
+    from prefect.context import FlowRunContext
+    from prefect_dask import DaskTaskRunner
+
+    context = FlowRunContext.get()
+    runner = context.task_runner if context is not None else None
+    if isinstance(runner, DaskTaskRunner):
+        return DaskTaskRunner(address=runner.client.scheduler.address)
+    return runner.duplicate() if runner is not None else None

@@ -11,6 +11,7 @@ from prefect.artifacts import create_table_artifact
 from flows.ingest import ingest_flow
 from flows.params import IngestParams, StspParams, UnitsParams
 from flows.progress import completed_with_progress, publish_summary
+from flows.runtime import stage_runner
 from flows.units import units_flow
 from models.stsp_report import html_report, markdown_report
 from schemas.expectations import prepare_in_background
@@ -35,7 +36,7 @@ def stsp_flow(params: StspParams) -> StspSummary:
     info = params.task_params()
     plan = plan_stsp(layout, info)
     if plan.speech_inputs:  # speech prompts become units through the tokenize stages (cached)
-        ingest_flow(
+        ingest_flow.with_options(task_runner=stage_runner())(
             IngestParams(
                 source=plan.speech_inputs,
                 data_root=join(params.data_root, "data"),
@@ -43,7 +44,7 @@ def stsp_flow(params: StspParams) -> StspSummary:
                 storage_options=params.storage_options,
             )
         )
-        units_flow(
+        units_flow.with_options(task_runner=stage_runner())(
             UnitsParams(
                 out=params.out,
                 storage_options=params.storage_options,

@@ -9,6 +9,7 @@ from prefect import flow, unmapped
 from flows.ingest import ingest_flow
 from flows.params import DecodeParams, TokenizeParams, UnitsParams
 from flows.progress import completed_with_progress, publish_summary
+from flows.runtime import stage_runner
 from schemas.expectations import prepare_in_background
 from schemas.tables import UNITS
 from storage.layout import RunLayout
@@ -67,8 +68,8 @@ def units_flow(params: UnitsParams) -> UnitsSummary:
 
 @flow(name="tokenize", persist_result=False)
 def tokenize_flow(params: TokenizeParams) -> dict[str, object]:
-    ingest = ingest_flow(params.ingest())
-    units = units_flow(params.units())
+    ingest = ingest_flow.with_options(task_runner=stage_runner())(params.ingest())
+    units = units_flow.with_options(task_runner=stage_runner())(params.units())
     return {"ingest": ingest.as_dict(), "units": units.as_dict()}
 
 

@@ -173,3 +173,60 @@ def test_tokenize_with_source_and_output_on_s3(
     assert list(units.loc["glide_3s", "hubert"]) == [int(x) for x in ref.split()]
     again = _run(tokenize_flow, params)["units"]
     assert again["extracted"] == 0 and again["reused_rows"] == 2
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_extraction_loses_nothing(tmp_path: Path) -> None:
+    """SIGKILL one Dask worker while shards extract: the flow finishes, every recording once."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from distributed import LocalCluster
+
+    from flows.runtime import ClusterOptions, keep_glibc_malloc_defaults, task_runner
+
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    speech, _ = sf.read(REFERENCE_AUDIO / "librispeech_7143-88743-0029.flac", dtype="float32")
+    for k in range(16):  # distinct content per file (no duplicates), 3-9 s each
+        clip = np.roll(speech, 4000 * k)[: 16_000 * (3 + k % 7)]
+        sf.write(folder / f"clip{k:02d}.wav", clip, 16_000)
+    params = TokenizeParams(
+        source=str(folder),
+        out=str(tmp_path / "out"),
+        checkpoints=str(CKPT),
+        variant="expressive",
+        units_shard_size=2,
+    )  # type: ignore[arg-type]
+    keep_glibc_malloc_defaults()
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    ) as cluster:
+        killed: list[str] = []
+
+        def kill_one_worker_while_it_extracts() -> None:
+            deadline = time.monotonic() + 120
+            units = tmp_path / "out" / "units"
+            while time.monotonic() < deadline and not killed:
+                if not list(units.glob("*/part-*.parquet")):  # extraction has not begun yet
+                    time.sleep(0.05)
+                    continue
+                for ws in list(cluster.scheduler.workers.values()):
+                    if ws.processing:  # a worker with an extraction task on it
+                        os.kill(ws.pid, signal.SIGKILL)
+                        killed.append(ws.address)
+                        break
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_one_worker_while_it_extracts, daemon=True)
+        killer.start()
+        runner = task_runner(ClusterOptions(dask_address=cluster.scheduler_address))
+        result = tokenize_flow.with_options(task_runner=runner)(params)
+        killer.join(timeout=5)
+    assert killed, "no worker was killed: the test did not exercise anything"
+    assert result["units"]["rows"] == 16 and result["units"]["rejected"] == 0
+    units = read_table(str(tmp_path / "out" / "units"), UNITS).to_pandas()
+    assert sorted(units["id"]) == [f"clip{k:02d}" for k in range(16)]  # each exactly once
+    assert (units["n_hubert"] > 0).all()

@@ -156,6 +156,18 @@ class CodeHiFiGAN(nn.Module):
         predict_durations: bool = True,
     ) -> torch.Tensor:
         """Units (one per output frame, or deduplicated when ``predict_durations``) → waveform (samples,)."""
+        for table, codes, name in (
+            (self.dict, units, "hubert"),
+            (self.f0_dict, pitch, "pitch"),
+            (self.style_dict, style_codes, "style"),
+        ):
+            if table is not None and codes is not None and codes.numel():
+                low, high = int(codes.min()), int(codes.max())
+                if low < 0 or high >= table.num_embeddings:
+                    bad = low if low < 0 else high
+                    raise ValueError(
+                        f"{name} unit {bad} is outside 0..{table.num_embeddings - 1}: not this vocoder's units"
+                    )
         x = self.dict(units.reshape(1, -1)).transpose(1, 2)  # (1, C, T)
         reps = self.durations(x)[0] if predict_durations else None
         streams = [x]

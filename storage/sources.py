@@ -254,13 +254,21 @@ def read_rows(
                 yield n, row
         return
     with fs.open(path, "rb") as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
         if lower.endswith((".csv", ".tsv")):
+            text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
             reader = csv.DictReader(text, delimiter="\t" if lower.endswith(".tsv") else ",")
-            for n, row in enumerate(reader, start=1):
-                yield n, {k: (v if v != "" else None) for k, v in row.items() if k is not None}
+            try:
+                for n, row in enumerate(reader, start=1):
+                    yield n, {k: (v if v != "" else None) for k, v in row.items() if k is not None}
+            except UnicodeDecodeError as exc:
+                raise ManifestError(f"{source}: not UTF-8 text ({exc.reason})") from exc
             return
-        for n, line in enumerate(text, start=1):
+        for n, data in enumerate(raw, start=1):  # JSONL: a bad line is a bad row, not a bad file
+            try:
+                line = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield n, {"__error__": f"not UTF-8 ({exc.reason} at byte {exc.start})"}
+                continue
             if not line.strip():
                 continue
             try:

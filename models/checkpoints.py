@@ -9,7 +9,9 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,36 @@ def weights_file(folder: Path, stem: str = "pytorch_model") -> Path:
         if candidate.is_file():
             return candidate
     raise CheckpointError(f"{folder}: no model.safetensors or {stem}.bin")
+
+
+def check_readable(path: Path) -> Path:
+    """Cheap structural check of a weights file (no tensors read): a torch zip archive with its
+    pickle, a legacy torch pickle, or a safetensors header. Lets a run fail before any work."""
+    require(path)
+    problem = None
+    if path.suffix == ".safetensors":
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            size = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 0 < size <= path.stat().st_size - 8:
+                problem = "safetensors header length is wrong (truncated or not safetensors)"
+            else:
+                try:
+                    json.loads(fh.read(size))
+                except ValueError:
+                    problem = "safetensors header is not valid JSON"
+    elif path.suffix in (".pt", ".bin", ".pth", ".ckpt"):
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                if not any(n.endswith("data.pkl") for n in archive.namelist()):
+                    problem = "zip archive without data.pkl (not a torch.save file)"
+        else:
+            with path.open("rb") as fh:
+                if fh.read(1) != b"\x80":
+                    problem = "neither a torch zip archive nor a pickle (truncated or corrupt)"
+    if problem:
+        raise CheckpointError(f"{path}: cannot load checkpoint ({problem})")
+    return path
 
 
 @functools.lru_cache(maxsize=64)

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from models.checkpoints import checkpoints_dir, fingerprint, require, weights_file
+from models.checkpoints import check_readable, checkpoints_dir, fingerprint, require, weights_file
 from models.device import resolve
 from models.errors import CheckpointError
 from models.hifigan import DEFAULT_SPEAKER, Vocoder
@@ -77,9 +77,10 @@ def required_files(
 def unit_fingerprints(
     root: Path, variant: str, quantizer: str | Path | None = None
 ) -> dict[str, str]:
-    """sha256 of the checkpoints that determine units (the vocoder does not)."""
+    """sha256 of the checkpoints that determine units (the vocoder does not); each file is first
+    checked to be loadable, so a corrupt one stops the run at planning, naming it."""
     return {
-        name: fingerprint(p)
+        name: fingerprint(check_readable(p))
         for name, p in required_files(root, variant, quantizer, with_vocoder=False).items()
     }
 

@@ -227,3 +227,35 @@ def test_stsp_without_a_model_or_data_names_the_file(
         == 1
     )
     assert "emov.test.jsonl: STSP manifest not found" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_or_wrong_variant_fails_before_any_audio(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "reference-tiny" / "checkpoints", ckpt)
+    hubert = ckpt / "speech_tokenizer" / "hubert_25hz" / "mhubert_base_25hz.pt"
+    good = hubert.read_bytes()
+    hubert.write_bytes(good[: len(good) // 2])  # truncated download
+    argv = [
+        "tokenize",
+        str(ROOT / "samples" / "demo.jsonl"),
+        "--data-root",
+        str(ROOT / "tests" / "fixtures"),
+        "--checkpoints",
+        str(ckpt),
+        "--out",
+        str(tmp_path / "out"),
+        "--workers",
+        "1",
+    ]
+    assert main(argv) == EXIT_NOTHING_READABLE
+    err = capsys.readouterr().err
+    assert f"{hubert}: cannot load checkpoint" in err
+    assert not (tmp_path / "out" / "units").exists()  # stopped at planning: nothing extracted
+    hubert.write_bytes(good)
+    shutil.rmtree(ckpt / "speech_tokenizer" / "vqvae_f0_quantizer")  # a base-only folder
+    assert main([*argv, "--variant", "expressive"]) == EXIT_NOTHING_READABLE
+    assert "vqvae_f0_quantizer/config.yaml: checkpoint file not found" in capsys.readouterr().err

@@ -75,6 +75,13 @@ class UnitsParams(StageParams):
         le=1024,
         description="audio chunks per forward pass, grouped by length (0: 1 on CPU, where batching does not pay; 16 on GPU)",
     )
+    batch_seconds: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=100_000.0,
+        description="at most this much padded audio (batch size × longest chunk, seconds) per forward pass "
+        "(0: sized for the device: no bound on CPU, 400 s on GPU)",
+    )
     shard_size: int = Field(
         default=64, ge=1, le=100_000, description="about this many recordings per units task"
     )
@@ -91,6 +98,7 @@ class TokenizeParams(IngestParams):
     f0_extractor: Literal["fcpe", "pyaapt"] = UnitsParams.model_fields["f0_extractor"]
     device: str = UnitsParams.model_fields["device"]
     max_batch: int = UnitsParams.model_fields["max_batch"]
+    batch_seconds: float = UnitsParams.model_fields["batch_seconds"]
     units_shard_size: int = Field(
         default=64, ge=1, le=100_000, description="about this many recordings per units task"
     )
@@ -109,6 +117,7 @@ class TokenizeParams(IngestParams):
             f0_extractor=self.f0_extractor,
             device=self.device,
             max_batch=self.max_batch,
+            batch_seconds=self.batch_seconds,
             shard_size=self.units_shard_size,
         )
 

@@ -33,6 +33,7 @@ def units_flow(params: UnitsParams) -> UnitsSummary:
         "quantizer": params.quantizer,
         "f0_extractor": params.f0_extractor,
         "max_batch": params.max_batch,
+        "batch_seconds": params.batch_seconds,
         "threads": params.threads_per_task,
         "key_params": plan.key_params,
         "fingerprints": plan.fingerprints,

@@ -62,6 +62,7 @@ def unit_rows(
     storage_options: Mapping[str, Any] | None = None,
     max_batch: int = 1,
     fingerprints: Mapping[str, str] | None = None,
+    batch_seconds: float = 0.0,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Decode each job's audio (16 kHz mono), tokenize in batches: (units rows, rejects rows).
 
@@ -84,7 +85,7 @@ def unit_rows(
         loaded.append(job)
         wavs.append(wav)
     jobs = loaded
-    units = tokenizer.encode_units_batch(wavs, max_batch=max_batch)
+    units = tokenizer.encode_units_batch(wavs, max_batch=max_batch, batch_seconds=batch_seconds)
     checkpoints = json.dumps(dict(fingerprints or tokenizer.fingerprints), sort_keys=True)
     params_json = json.dumps(dict(sorted(params.items())), sort_keys=True)
     rows = []

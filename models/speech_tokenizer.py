@@ -85,6 +85,21 @@ def unit_fingerprints(
     }
 
 
+def _length_groups(
+    order: list[int], lengths: list[int], max_batch: int, batch_seconds: float
+) -> list[list[int]]:
+    """Consecutive runs of ``order`` (ascending length) within the batch size and padded-seconds bound."""
+    limit = batch_seconds * 16_000 if batch_seconds > 0 else float("inf")
+    groups: list[list[int]] = []
+    for k in order:
+        group = groups[-1] if groups else None
+        if group and len(group) < max(1, max_batch) and (len(group) + 1) * lengths[k] <= limit:
+            group.append(k)
+        else:
+            groups.append([k])
+    return groups
+
+
 def chunks(wav: torch.Tensor) -> list[torch.Tensor]:
     """100 s pieces, without those shorter than 80 ms."""
     return [c for c in torch.split(wav, MAX_CHUNK) if c.numel() >= MIN_CHUNK]
@@ -148,15 +163,18 @@ class SpeechTokenizer:
         wavs: Sequence[np.ndarray | torch.Tensor],
         channel: int | None = None,
         max_batch: int = 8,
+        batch_seconds: float = 0.0,
     ) -> list[Units]:
-        """Units for many waveforms; chunks are grouped by length, ``max_batch`` per forward pass."""
+        """Units for many waveforms; chunks are grouped by length, at most ``max_batch`` per forward
+        pass and, when ``batch_seconds`` > 0, at most that much padded audio (size × longest)."""
         pieces: list[tuple[int, torch.Tensor]] = []
         for i, wav in enumerate(wavs):
             pieces.extend((i, c.to(self.device)) for c in chunks(as_mono(wav, channel)))
         order = sorted(range(len(pieces)), key=lambda k: pieces[k][1].numel())
         results: dict[int, dict[str, list[int]]] = {}
-        for start in range(0, len(order), max(1, max_batch)):
-            group = order[start : start + max(1, max_batch)]
+        for group in _length_groups(
+            order, [p[1].numel() for p in pieces], max_batch, batch_seconds
+        ):
             audio = [pieces[k][1] for k in group]
             out = {"hubert": [self.quantizer(f) for f in self.hubert(audio)]}
             if self.pitch is not None and self.style is not None:

@@ -36,6 +36,7 @@ from tasks.common import cached_model
 from tasks.ingest import TASK_OPTIONS
 
 UNIT_REJECTS = "unit_rejects"
+GPU_BATCH_SECONDS = 400.0  # padded audio per forward pass on a GPU (mHuBERT-base fits easily)
 
 
 def tokenizer_for(info: dict[str, Any]) -> SpeechTokenizer:
@@ -180,7 +181,9 @@ def extract_units(
 
     torch.set_num_threads(plan_info["threads"])
     tok = tokenizer_for(plan_info)
-    max_batch = plan_info["max_batch"] or (16 if tok.device.type == "cuda" else 1)
+    on_gpu = tok.device.type == "cuda"
+    max_batch = plan_info["max_batch"] or (16 if on_gpu else 1)
+    batch_seconds = plan_info["batch_seconds"] or (GPU_BATCH_SECONDS if on_gpu else 0.0)
     rows, rejects = unit_rows(
         jobs,
         tok,
@@ -188,6 +191,7 @@ def extract_units(
         opts,
         max_batch=max_batch,
         fingerprints=plan_info["fingerprints"],
+        batch_seconds=batch_seconds,
     )
     write_atomic(to_arrow(rejects, REJECTS), rejects_url, opts)
     write_atomic(to_arrow(rows, UNITS), units_url, opts)

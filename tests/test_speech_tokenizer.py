@@ -62,6 +62,18 @@ def test_batched_units_equal_one_at_a_time(tokenizer: SpeechTokenizer) -> None:
     batched = tokenizer.encode_units_batch(wavs, max_batch=4)
     single = [tokenizer.encode_units(w) for w in wavs]
     assert batched == single
+    assert tokenizer.encode_units_batch(wavs, max_batch=8, batch_seconds=20.0) == single
+
+
+def test_batches_are_bounded_by_count_and_padded_seconds() -> None:
+    from models.speech_tokenizer import _length_groups
+
+    lengths = [16_000 * s for s in (1, 2, 2, 3, 10, 10, 30)]
+    order = list(range(len(lengths)))
+    assert _length_groups(order, lengths, 8, 0.0) == [order]
+    assert _length_groups(order, lengths, 3, 0.0) == [[0, 1, 2], [3, 4, 5], [6]]
+    # 20 s of padded audio: 1+2+2+3 s pieces pad to 4 × 3 s = 12 s; two 10 s pieces = 20 s
+    assert _length_groups(order, lengths, 8, 20.0) == [[0, 1, 2, 3], [4, 5], [6]]
 
 
 def test_chunking_and_stereo() -> None:

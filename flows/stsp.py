@@ -67,7 +67,7 @@ def stsp_flow(params: StspParams) -> StspSummary:
         done.append(shard)
         scoring.append(score_shard.submit(shard, layout, info))
     score_parts = list(completed_with_progress(scoring, "stsp scoring shards"))
-    summary, metrics, generations = finalize_stsp(layout, plan, done, score_parts, info, started)
+    summary, metrics, generations = finalize_stsp(layout, plan, done, score_parts, started)
     _report(layout, summary, metrics, generations)
     return summary
 

@@ -27,8 +27,8 @@ from schemas.tokens import (
     HUBERT_BASE,
     HUBERT_UNITS,
     LAST_ID,
+    SHORT_SPEECH_RUN,
     TEXT_ID,
-    TEXT_VOCAB,
     build_prompt,
     forbidden_token_ids,
     parse_generation,
@@ -37,7 +37,6 @@ from schemas.tokens import (
 
 Modality = Literal["TEXT", "SPEECH", "ARBITRARY"]
 SPEECH_RETRIES = 3  # the reference's STSP script retries a failed speech generation 3 times
-MIN_ARBITRARY_HU = 25  # ARBITRARY mode drops speech runs with fewer HuBERT tokens
 
 
 @dataclass
@@ -240,7 +239,6 @@ class SpiritLM:
         max_batch: int = 16,
         force_modality: bool = True,
         retries: int = SPEECH_RETRIES,
-        on_batch: Callable[[int], None] | None = None,
     ) -> list[Generation]:
         """Continuations of built prompts; batches of ``max_batch`` by length, same result as one by one.
 
@@ -272,7 +270,7 @@ class SpiritLM:
                         runs = [
                             (c, kind)
                             for c, kind in runs
-                            if kind == "text" or c.count("[Hu") >= MIN_ARBITRARY_HU
+                            if kind == "text" or c.count("[Hu") >= SHORT_SPEECH_RUN
                         ]
                     results[k] = Generation(
                         text,
@@ -282,8 +280,6 @@ class SpiritLM:
                         attempt + 1,
                         seeds[k],
                     )
-                if on_batch is not None:
-                    on_batch(len(group))
             attempt += 1
             todo = [
                 k
@@ -348,13 +344,3 @@ def interleaved_prompt(
         else:
             built.append((kind, str(value)))
     return build_prompt(built, output_modality)
-
-
-__all__ = [
-    "TEXT_VOCAB",
-    "Generation",
-    "SamplingConfig",
-    "SpiritLM",
-    "interleaved_prompt",
-    "speech_input",
-]

@@ -397,11 +397,14 @@ def score_shard(shard: StspShard, layout: RunLayout, params: dict[str, Any]) -> 
         labels = text_scorer.score_texts([r["text"] for r in rows])
     else:
         scorer = speech_scorer
-        wavs = [
-            load_audio_16k(r["audio_uri"], opts) if r["audio_uri"] else np.zeros(0, np.float32)
-            for r in rows
-        ]
-        labels = speech_scorer.score_audio(wavs)
+        voiced = [k for k, r in enumerate(rows) if r["audio_uri"]]
+        heard = speech_scorer.score_audio(
+            [load_audio_16k(rows[k]["audio_uri"], opts) for k in voiced]
+        )
+        # An output the vocoder could not voice (after the retries) says nothing: neutral, recorded.
+        labels = [("neutral", "no audio: the output had no voiceable speech tokens")] * len(rows)
+        for k, label in zip(voiced, heard, strict=True):
+            labels[k] = label
     scores = [
         {
             **{k: r[k] for k in ("gen_id", "direction", "dataset", "item_id", "seed", "label")},
@@ -421,7 +424,6 @@ def finalize_stsp(
     plan: StspPlan,
     shards: list[StspShard],
     score_parts: list[str],
-    params: dict[str, Any],
     started: float,
 ) -> tuple[StspSummary, list[dict[str, Any]], list[dict[str, Any]]]:
     """Validate and commit generations/scores, compute metrics, write the JSON summary."""

@@ -105,8 +105,17 @@ def _new_definition(spec_name: str, spec: TableSpec) -> Any:
     asset = source.add_dataframe_asset(name=spec_name)
     batch = asset.add_batch_definition_whole_dataframe(f"{spec_name}-whole")
     suite = ctx.suites.add(build_suite(spec))
-    return ctx.validation_definitions.add(
+    definition = ctx.validation_definitions.add(
         gx.ValidationDefinition(name=f"validate-{spec_name}", data=batch, suite=suite)
+    )
+    # A checkpoint (not the bare definition) so every result is kept for the Data Docs site.
+    return ctx.checkpoints.add(
+        gx.Checkpoint(
+            name=f"check-{spec_name}",
+            validation_definitions=[definition],
+            actions=[],
+            result_format={"result_format": "COMPLETE", "partial_unexpected_count": MAX_ROWS_NAMED},
+        )
     )
 
 
@@ -160,12 +169,25 @@ def validate_frame(df: pd.DataFrame, spec: TableSpec) -> int:
     if df.empty:
         return 0
     frame = _gx_frame(df[spec.columns], spec)
-    definition = _validation_definition(spec.name, spec)
-    result = definition.run(
-        batch_parameters={"dataframe": frame},
-        result_format={"result_format": "COMPLETE", "partial_unexpected_count": MAX_ROWS_NAMED},
-    )
+    checkpoint = _validation_definition(spec.name, spec)
+    with _LOCK:  # one checkpoint per table, shared by a worker's threads
+        run = checkpoint.run(batch_parameters={"dataframe": frame})
+    result = next(iter(run.run_results.values()))
     if result.success:
         return len(df)
     failures = [_describe(r, spec, frame) for r in result.results if not r.success]
     raise TableValidationError(spec.name, failures)
+
+
+def data_docs_site() -> str | None:
+    """Build GE Data Docs for this process's suites and validation results; the site's local folder
+    (None when nothing was validated in this process)."""
+    with _LOCK:
+        if not _CONTEXT:
+            return None
+        ctx = _CONTEXT[0]
+        ctx.build_data_docs()
+        site = ctx.get_docs_sites_urls()[0]["site_url"]
+    if not site or not site.startswith("file://"):
+        return None
+    return str(site[len("file://") :].rsplit("/", 1)[0])

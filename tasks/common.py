@@ -6,9 +6,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from schemas.expectations import data_docs_site
+from storage.layout import RunLayout, join
+from storage.parquet import write_bytes_atomic
 from storage.retry import is_transient
 
 RETRIES = 2
+DOCS_SKIP = ("static/images/", "static/fonts/")  # logos and fonts: 4 MB the pages do without
 RETRY_DELAYS = [1, 5]
 
 
@@ -31,3 +35,24 @@ def cached_model(key: tuple[Any, ...], load: Callable[[], Any]) -> Any:
         if key not in _MODELS:
             _MODELS[key] = load()
         return _MODELS[key]
+
+
+def publish_data_docs(layout: RunLayout) -> str | None:
+    """Copy the GE Data Docs of this process (suites + the validations it ran) to reports/data-docs/.
+
+    Called by the finalize tasks, where a stage's tables are validated; returns the index URL.
+    """
+    import os
+
+    site = data_docs_site()
+    if site is None:
+        return None
+    target = layout.report("data-docs")
+    for dirpath, _, names in os.walk(site):
+        for name in names:
+            rel = os.path.relpath(os.path.join(dirpath, name), site)
+            if rel.startswith(DOCS_SKIP):
+                continue
+            with open(os.path.join(dirpath, name), "rb") as fh:
+                write_bytes_atomic(fh.read(), join(target, rel), layout.storage_options)
+    return join(target, "index.html")

@@ -55,7 +55,7 @@ from storage.parquet import (
 from storage.recordings import plan_reject_rows, reject_row
 from storage.sharding import content_groups
 from storage.texts import read_text_source
-from tasks.common import cached_model
+from tasks.common import cached_model, publish_data_docs
 from tasks.ingest import TASK_OPTIONS
 
 CORPUS_REJECTS = "corpus_rejects"
@@ -542,6 +542,9 @@ def finalize_corpus(
         json.dumps(summary.as_dict(), indent=1, default=_json_default).encode(), report, opts
     )
     summary.tables["report"] = report
+    docs = publish_data_docs(layout)
+    if docs:
+        summary.tables["data_docs"] = docs
     return summary
 
 

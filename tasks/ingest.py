@@ -31,7 +31,7 @@ from storage.recordings import (
     shard_key,
 )
 from storage.sources import Plan, plan_source
-from tasks.common import RETRIES, RETRY_DELAYS, retry_on_transient
+from tasks.common import RETRIES, RETRY_DELAYS, publish_data_docs, retry_on_transient
 
 
 @dataclass
@@ -207,4 +207,7 @@ def finalize_ingest(
     report = layout.report("ingest-summary.json")
     write_bytes_atomic(json.dumps(summary.as_dict(), indent=1).encode(), report, opts)
     summary.tables["report"] = report
+    docs = publish_data_docs(layout)
+    if docs:
+        summary.tables["data_docs"] = docs
     return summary

@@ -53,7 +53,7 @@ from storage.parquet import (
 )
 from storage.recordings import plan_reject_rows
 from storage.stsp import StspItem, load_split
-from tasks.common import cached_model
+from tasks.common import cached_model, publish_data_docs
 from tasks.ingest import TASK_OPTIONS
 
 STSP_CODE_VERSION = 1
@@ -462,6 +462,9 @@ def finalize_stsp(
     summary.tables[STSP_REJECTS] = commit_table(
         layout.table(STSP_REJECTS), REJECTS, [plan.rejects_part], plan.rejected, opts
     ).rsplit("/", 1)[0]
+    docs = publish_data_docs(layout)
+    if docs:
+        summary.tables["data_docs"] = docs
     write_bytes_atomic(
         json.dumps(summary.as_dict(), indent=1).encode(), layout.report("stsp-summary.json"), opts
     )

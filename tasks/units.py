@@ -32,7 +32,7 @@ from storage.parquet import (
     write_atomic,
     write_bytes_atomic,
 )
-from tasks.common import cached_model
+from tasks.common import cached_model, publish_data_docs
 from tasks.ingest import TASK_OPTIONS
 
 UNIT_REJECTS = "unit_rejects"
@@ -259,4 +259,7 @@ def finalize_units(
     report = layout.report("units-summary.json")
     write_bytes_atomic(json.dumps(summary.as_dict(), indent=1).encode(), report, opts)
     summary.tables["report"] = report
+    docs = publish_data_docs(layout)
+    if docs:
+        summary.tables["data_docs"] = docs
     return summary

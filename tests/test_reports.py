@@ -150,3 +150,28 @@ def test_markdown_subset() -> None:
         "</table>",
         "<p>text</p>",
     ]
+
+
+def test_a_flow_writes_its_report_and_data_docs(tmp_path: Path, write_audio: object) -> None:
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows.ingest import ingest_flow
+    from flows.params import IngestParams
+
+    for k in range(3):
+        write_audio(f"in/clip{k}.wav", seconds=0.5 + k)  # type: ignore[operator]
+    (tmp_path / "in" / "bad.wav").write_bytes(b"RIFFjunk")
+    out = tmp_path / "out"
+    summary = ingest_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=2))(
+        IngestParams(source=str(tmp_path / "in"), out=str(out))
+    )
+    assert summary.tables["report_html"].endswith("reports/ingest.html")
+    _rendered(out / "reports" / "ingest.html", tmp_path, images=1)
+    index = (out / "reports" / "data-docs" / "index.html").read_text()
+    assert "spiritflow.recordings.v1" in index and "spiritflow.rejects.v1" in index
+    pages = list(
+        (out / "reports" / "data-docs" / "validations" / "spiritflow" / "recordings").rglob(
+            "*.html"
+        )
+    )
+    assert pages and "Succeeded" in pages[0].read_text()

@@ -89,6 +89,7 @@ def build_suite(spec: TableSpec) -> Any:
 
 
 _DEFINITIONS: dict[str, Any] = {}
+_UNPUBLISHED: list[Any] = []  # validation result ids not yet rendered into Data Docs
 
 
 def _validation_definition(spec_name: str, spec: TableSpec) -> Any:
@@ -172,6 +173,7 @@ def validate_frame(df: pd.DataFrame, spec: TableSpec) -> int:
     checkpoint = _validation_definition(spec.name, spec)
     with _LOCK:  # one checkpoint per table, shared by a worker's threads
         run = checkpoint.run(batch_parameters={"dataframe": frame})
+        _UNPUBLISHED.extend(run.run_results)
     result = next(iter(run.run_results.values()))
     if result.success:
         return len(df)
@@ -186,7 +188,13 @@ def data_docs_site() -> str | None:
         if not _CONTEXT:
             return None
         ctx = _CONTEXT[0]
-        ctx.build_data_docs()
+        # Only the results since the last call (and the index): a long-lived worker keeps every
+        # result in memory, and rebuilding all of them each time grows without bound.
+        pending = list(_UNPUBLISHED)
+        _UNPUBLISHED.clear()
+        if not pending:
+            return None
+        ctx.build_data_docs(resource_identifiers=pending)
         site = ctx.get_docs_sites_urls()[0]["site_url"]
     if not site or not site.startswith("file://"):
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,7 @@ def publish_data_docs(layout: RunLayout) -> str | None:
     """
     import os
 
+    started = time.time() - 1.0
     site = data_docs_site()
     if site is None:
         return None
@@ -52,6 +54,12 @@ def publish_data_docs(layout: RunLayout) -> str | None:
         for name in names:
             rel = os.path.relpath(os.path.join(dirpath, name), site)
             if rel.startswith(DOCS_SKIP):
+                continue
+            # pages rendered now (a worker's site also holds earlier runs' pages), and the styles
+            if (
+                not rel.startswith("static/")
+                and os.path.getmtime(os.path.join(dirpath, name)) < started
+            ):
                 continue
             with open(os.path.join(dirpath, name), "rb") as fh:
                 write_bytes_atomic(fh.read(), join(target, rel), layout.storage_options)

@@ -13,11 +13,9 @@ from flows.params import IngestParams, StspParams, UnitsParams
 from flows.progress import completed_with_progress, publish_summary
 from flows.runtime import stage_runner
 from flows.units import units_flow
-from models.stsp_report import html_report, markdown_report
 from schemas.expectations import prepare_in_background
 from schemas.tables import GENERATIONS, METRICS, SCORES
 from storage.layout import RunLayout, join
-from storage.parquet import write_bytes_atomic
 from tasks.stsp import (
     StspSummary,
     build_jobs,
@@ -25,6 +23,7 @@ from tasks.stsp import (
     generate_shard,
     plan_stsp,
     score_shard,
+    write_stsp_report,
 )
 
 
@@ -78,15 +77,8 @@ def _report(
     metrics: list[dict[str, Any]],
     generations: list[dict[str, Any]],
 ) -> None:
-    opts = layout.storage_options
-    title = "STSP: speech-text sentiment preservation"
-    markdown = markdown_report(metrics, summary.scorers, summary.paper_classifier, title)
-    summary.tables["report_md"] = write_bytes_atomic(
-        markdown.encode(), layout.report("stsp.md"), opts
-    )
-    page = html_report(markdown, metrics, generations, title)
-    summary.tables["report_html"] = write_bytes_atomic(
-        page.encode(), layout.report("stsp.html"), opts
+    markdown, summary.tables["report_html"] = write_stsp_report(
+        layout, summary.scorers, summary.paper_classifier, metrics, generations
     )
     create_table_artifact(
         [

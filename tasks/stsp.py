@@ -37,6 +37,7 @@ from models.stsp import (
     split_words,
     stsp_prompt,
 )
+from models.stsp_report import html_report, markdown_report
 from schemas.expectations import validate_frame
 from schemas.tables import GENERATIONS, METRICS, REJECTS, SCORES, UNITS
 from schemas.tokens import LAST_ID, units_to_string
@@ -473,3 +474,20 @@ def finalize_stsp(
         metrics,
         generations.select(["gen_id", "direction", "new_tokens", "stop_reason"]).to_pylist(),
     )
+
+
+@task(name="write-stsp-report", **TASK_OPTIONS)
+def write_stsp_report(
+    layout: RunLayout,
+    scorers: dict[str, str],
+    paper_classifier: dict[str, bool],
+    metrics: list[dict[str, Any]],
+    generations: list[dict[str, Any]],
+) -> tuple[str, str]:
+    """reports/stsp.md and the self-contained reports/stsp.html; returns (Markdown, HTML URL)."""
+    opts = layout.storage_options
+    title = "STSP: speech-text sentiment preservation"
+    markdown = markdown_report(metrics, scorers, paper_classifier, title)
+    write_bytes_atomic(markdown.encode(), layout.report("stsp.md"), opts)
+    page = html_report(markdown, metrics, generations, title)
+    return markdown, write_bytes_atomic(page.encode(), layout.report("stsp.html"), opts)

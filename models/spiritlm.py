@@ -73,6 +73,22 @@ def _check_token_layout(tokenizer: Any, expressive: bool, where: Path) -> None:
             )
 
 
+def _is_expressive(vocab_size: int) -> bool:
+    """Expressive's embedding (32,768) holds the Pi and St tokens; Base's (32,512) ends at [Hu500]."""
+    return vocab_size > LAST_ID
+
+
+def checkpoint_variant(folder: str | Path) -> str:
+    """base or expressive from a checkpoint's config.json, without loading weights."""
+    config = Path(folder) / "config.json"
+    require(config)
+    try:
+        vocab = int(json.loads(config.read_text())["vocab_size"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{config}: no usable vocab_size ({exc})") from exc
+    return "expressive" if _is_expressive(vocab) else "base"
+
+
 class SpiritLM:
     """A SpiRit-LM language model with its tokenizer (Base or Expressive, told by the vocabulary)."""
 
@@ -81,7 +97,7 @@ class SpiritLM:
         self.tokenizer = tokenizer
         self.folder = folder
         self.device = device
-        self.expressive = int(model.config.vocab_size) > LAST_ID
+        self.expressive = _is_expressive(int(model.config.vocab_size))
         _check_token_layout(tokenizer, self.expressive, folder)
         self.bos_id = int(tokenizer.bos_token_id)
         self.eos_id = int(tokenizer.eos_token_id)

@@ -18,7 +18,7 @@ from tasks.common import cached_model
 from tasks.ingest import TASK_OPTIONS
 
 
-def _vocoder(checkpoints: str | None, variant: str, device: str) -> Vocoder:
+def vocoder_for(checkpoints: str | None, variant: str, device: str) -> Vocoder:
     """Only the vocoder is loaded (once per worker): resynthesis needs no encoder."""
     return cached_model(
         ("vocoder", str(checkpoints), variant, device),
@@ -55,7 +55,7 @@ def decode_units(
         # Through the token string, as the reference decodes: pitch/style become one value per Hu token.
         string = units_to_string(row["hubert"], row["pitch"], row["style"])
         wav = (
-            _vocoder(checkpoints, row["variant"], device).decode_audio(string, speaker=speaker)
+            vocoder_for(checkpoints, row["variant"], device).decode_audio(string, speaker=speaker)
             if row["hubert"]
             else None
         )

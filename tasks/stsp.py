@@ -20,12 +20,11 @@ import soundfile as sf
 from prefect import get_run_logger, task
 
 from models.checkpoints import checkpoints_dir, fingerprint, weights_file
-from models.errors import CheckpointError
 from models.metrics import metric_rows
 from models.sampling import item_seed
 from models.sentiment import load_speech_scorer, load_text_scorer
 from models.speech_tokenizer import VOCODER_DIRS
-from models.spiritlm import SpiritLM
+from models.spiritlm import SpiritLM, checkpoint_variant
 from models.stsp import (
     DIRECTION_DATASETS,
     DIRECTIONS,
@@ -40,7 +39,7 @@ from models.stsp import (
 from models.stsp_report import html_report, markdown_report
 from schemas.expectations import validate_frame
 from schemas.tables import GENERATIONS, METRICS, REJECTS, SCORES, UNITS
-from schemas.tokens import LAST_ID, units_to_string
+from schemas.tokens import units_to_string
 from storage.audio import load_audio_16k
 from storage.layout import RunLayout, join
 from storage.parquet import (
@@ -55,6 +54,7 @@ from storage.parquet import (
 from storage.recordings import plan_reject_rows
 from storage.stsp import StspItem, load_split
 from tasks.common import cached_model, publish_data_docs
+from tasks.decode import vocoder_for
 from tasks.ingest import TASK_OPTIONS
 
 STSP_CODE_VERSION = 1
@@ -71,20 +71,6 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[
         :24
     ]
-
-
-def model_variant(model_dir: str) -> str:
-    """base or expressive from the checkpoint's config (no weights loaded)."""
-    config = Path(model_dir) / "config.json"
-    if not config.is_file():
-        raise CheckpointError(
-            f"{config}: checkpoint file not found (is --model a spirit-lm-* folder?)"
-        )
-    try:
-        vocab = int(json.loads(config.read_text())["vocab_size"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{config}: no usable vocab_size ({exc})") from exc
-    return "expressive" if vocab > LAST_ID else "base"
 
 
 @dataclass(frozen=True)
@@ -142,7 +128,7 @@ class StspSummary:
 def plan_stsp(layout: RunLayout, params: dict[str, Any]) -> StspPlan:
     """Read the test (and, for n-shot, train) manifests; record bad rows; list audio to tokenize."""
     opts = layout.storage_options
-    variant = model_variant(params["model"])
+    variant = checkpoint_variant(params["model"])
     directions = tuple(params["directions"])
     wanted = params.get("datasets") or []
     datasets: dict[str, tuple[bool, bool]] = {}
@@ -209,9 +195,24 @@ def _speech_tokenizer(checkpoints: str | None, variant: str, device: str) -> Any
     )
 
 
+def _speech_halves(
+    item: StspItem, params: dict[str, Any], variant: str, opts: dict[str, Any]
+) -> tuple[str, str]:
+    """Token strings of a train recording's two halves (each half tokenized on its own)."""
+    tok = _speech_tokenizer(params["checkpoints"], variant, params["device"])
+    first, second = half_samples(load_audio_16k(str(item.wav_uri), opts))
+    return tok.encode_string(first), tok.encode_string(second)
+
+
 def _shots_for(
-    direction: str, seed: int, plan: StspPlan, params: dict[str, Any], opts: dict[str, Any]
+    direction: str,
+    seed: int,
+    plan: StspPlan,
+    params: dict[str, Any],
+    halves: dict[str, tuple[str, str]],
+    opts: dict[str, Any],
 ) -> list[Shot]:
+    """The seed's examples for a direction; ``halves`` caches speech halves across directions."""
     if params["shots"] <= 0:
         return []
     pool = plan.train
@@ -220,15 +221,14 @@ def _shots_for(
     shots = []
     for k in picks:
         item = pool[k]
-        text_halves = split_words(item.asr or "")
-        speech_halves: tuple[str, str] = ("", "")
+        text = split_words(item.asr or "")
+        speech = ("", "")
         if "speech" in (in_kind, out_modality.lower()):
-            tok = _speech_tokenizer(params["checkpoints"], plan.variant, params["device"])
-            wav = load_audio_16k(str(item.wav_uri), opts)
-            first, second = half_samples(wav)
-            speech_halves = (tok.encode_string(first), tok.encode_string(second))
-        first = speech_halves[0] if in_kind == "speech" else text_halves[0]
-        second = speech_halves[1] if out_modality == "SPEECH" else text_halves[1]
+            if item.key not in halves:
+                halves[item.key] = _speech_halves(item, params, plan.variant, opts)
+            speech = halves[item.key]
+        first = speech[0] if in_kind == "speech" else text[0]
+        second = speech[1] if out_modality == "SPEECH" else text[1]
         shots.append(Shot(item.key, item.sentiment, first, second))
     return shots
 
@@ -263,12 +263,13 @@ def build_jobs(
         )
         vocoder_fp = fingerprint(vocoder)
     shards: list[tuple[str, str, list[GenJob]]] = []
+    halves: dict[str, tuple[str, str]] = {}
     skipped = 0
     for direction in plan.directions:
         in_kind, out_modality = DIRECTIONS[direction]
         config = sampling_for(direction, params["max_new_tokens"])
         for seed in range(params["seeds"]):
-            shots = _shots_for(direction, seed, plan, params, opts)
+            shots = _shots_for(direction, seed, plan, params, halves, opts)
             jobs: list[GenJob] = []
             for ds in DIRECTION_DATASETS[direction]:
                 for item in plan.items.get(ds, []):
@@ -345,9 +346,7 @@ def generate_shard(
     )
     vocoder = None
     if out_modality == "SPEECH":
-        from tasks.decode import _vocoder
-
-        vocoder = _vocoder(params["checkpoints"], lm.variant, params["device"])
+        vocoder = vocoder_for(params["checkpoints"], lm.variant, params["device"])
     rows = []
     for job, gen in zip(jobs, results, strict=True):
         audio_uri = None

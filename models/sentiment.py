@@ -63,6 +63,19 @@ def _label_map(config: Any, where: Path) -> dict[int, str]:
     return {int(k): _as_sentiment(str(v), where) for k, v in id2label.items()}
 
 
+def _load_classifier(
+    folder: Path, kind: str, preprocessor_cls: Any, model_cls: Any, device: torch.device
+) -> tuple[Any, Any, dict[int, str]]:
+    """(preprocessor, model in eval mode, class → sentiment) from a local transformers folder."""
+    try:
+        preprocessor = preprocessor_cls.from_pretrained(str(folder), local_files_only=True)
+        model = model_cls.from_pretrained(str(folder), local_files_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{folder}: cannot load a {kind} classifier ({exc})") from exc
+    model.to(device).eval()
+    return preprocessor, model, _label_map(model.config, folder)
+
+
 class VaderScorer:
     name = "vader"
     paper_classifier = False
@@ -98,15 +111,9 @@ class HfTextClassifier:
         self.folder = Path(folder)
         self.name = f"hf-text:{self.folder.name}"
         self.device = device or torch.device("cpu")
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
-            self.model = AutoModelForSequenceClassification.from_pretrained(
-                str(self.folder), local_files_only=True
-            )
-        except Exception as exc:
-            raise CheckpointError(f"{self.folder}: cannot load a text classifier ({exc})") from exc
-        self.model.to(self.device).eval()
-        self.labels = _label_map(self.model.config, self.folder)
+        self.tokenizer, self.model, self.labels = _load_classifier(
+            self.folder, "text", AutoTokenizer, AutoModelForSequenceClassification, self.device
+        )
 
     @torch.inference_mode()
     def score_texts(self, texts: Sequence[str]) -> list[tuple[str, str]]:
@@ -130,19 +137,13 @@ class HfSpeechClassifier:
         self.folder = Path(folder)
         self.name = f"hf-speech:{self.folder.name}"
         self.device = device or torch.device("cpu")
-        try:
-            self.extractor = AutoFeatureExtractor.from_pretrained(
-                str(self.folder), local_files_only=True
-            )
-            self.model = AutoModelForAudioClassification.from_pretrained(
-                str(self.folder), local_files_only=True
-            )
-        except Exception as exc:
-            raise CheckpointError(
-                f"{self.folder}: cannot load a speech classifier ({exc})"
-            ) from exc
-        self.model.to(self.device).eval()
-        self.labels = _label_map(self.model.config, self.folder)
+        self.extractor, self.model, self.labels = _load_classifier(
+            self.folder,
+            "speech",
+            AutoFeatureExtractor,
+            AutoModelForAudioClassification,
+            self.device,
+        )
         self.emotions = {int(k): str(v).lower() for k, v in self.model.config.id2label.items()}
 
     @torch.inference_mode()

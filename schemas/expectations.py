@@ -43,7 +43,7 @@ def prepare_in_background(*specs: TableSpec) -> threading.Thread:
 
     def _prepare() -> None:
         for spec in specs:
-            _validation_definition(spec.name, spec)
+            _checkpoint(spec.name, spec)
 
     thread = threading.Thread(target=_prepare, name="gx-prepare", daemon=True)
     thread.start()
@@ -88,18 +88,18 @@ def build_suite(spec: TableSpec) -> Any:
     )
 
 
-_DEFINITIONS: dict[str, Any] = {}
+_CHECKPOINTS: dict[str, Any] = {}
 _UNPUBLISHED: list[Any] = []  # validation result ids not yet rendered into Data Docs
 
 
-def _validation_definition(spec_name: str, spec: TableSpec) -> Any:
+def _checkpoint(spec_name: str, spec: TableSpec) -> Any:
     with _LOCK:
-        if spec_name not in _DEFINITIONS:
-            _DEFINITIONS[spec_name] = _new_definition(spec_name, spec)
-        return _DEFINITIONS[spec_name]
+        if spec_name not in _CHECKPOINTS:
+            _CHECKPOINTS[spec_name] = _new_checkpoint(spec_name, spec)
+        return _CHECKPOINTS[spec_name]
 
 
-def _new_definition(spec_name: str, spec: TableSpec) -> Any:
+def _new_checkpoint(spec_name: str, spec: TableSpec) -> Any:
     gx = _gx()
     ctx = _context()
     source = ctx.data_sources.add_pandas(name=f"spiritflow-{spec_name}")
@@ -170,7 +170,7 @@ def validate_frame(df: pd.DataFrame, spec: TableSpec) -> int:
     if df.empty:
         return 0
     frame = _gx_frame(df[spec.columns], spec)
-    checkpoint = _validation_definition(spec.name, spec)
+    checkpoint = _checkpoint(spec.name, spec)
     with _LOCK:  # one checkpoint per table, shared by a worker's threads
         run = checkpoint.run(batch_parameters={"dataframe": frame})
         _UNPUBLISHED.extend(run.run_results)

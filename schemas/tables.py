@@ -413,17 +413,21 @@ PACKED = table_spec(
 
 DIRECTIONS = ("t2t", "t2s", "s2t", "s2s")
 STOP_REASONS = ("eos", "length", "runaway")
+# What identifies one STSP generation, in both the generations and the scores table.
+STSP_ITEM_FIELDS = [
+    pa.field("gen_id", pa.string(), nullable=False),
+    pa.field("direction", pa.string(), nullable=False),
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("item_id", pa.string(), nullable=False),
+    pa.field("seed", pa.int32(), nullable=False),
+]
 
 GENERATIONS = table_spec(
     name="generations",
     version=1,
     row_id="gen_id",
     fields=[
-        pa.field("gen_id", pa.string(), nullable=False),
-        pa.field("direction", pa.string(), nullable=False),
-        pa.field("dataset", pa.string(), nullable=False),
-        pa.field("item_id", pa.string(), nullable=False),
-        pa.field("seed", pa.int32(), nullable=False),
+        *STSP_ITEM_FIELDS,
         pa.field("shots", pa.int32(), nullable=False),
         pa.field("label", pa.string(), nullable=False),
         pa.field("prompt", pa.string(), nullable=False),
@@ -453,11 +457,7 @@ SCORES = table_spec(
     version=1,
     row_id="gen_id",
     fields=[
-        pa.field("gen_id", pa.string(), nullable=False),
-        pa.field("direction", pa.string(), nullable=False),
-        pa.field("dataset", pa.string(), nullable=False),
-        pa.field("item_id", pa.string(), nullable=False),
-        pa.field("seed", pa.int32(), nullable=False),
+        *STSP_ITEM_FIELDS,
         pa.field("label", pa.string(), nullable=False),
         pa.field("pred", pa.string(), nullable=False),
         pa.field("scorer", pa.string(), nullable=False),

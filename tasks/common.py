@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -43,8 +44,6 @@ def publish_data_docs(layout: RunLayout) -> str | None:
 
     Called by the finalize tasks, where a stage's tables are validated; returns the index URL.
     """
-    import os
-
     started = time.time() - 1.0
     site = data_docs_site()
     if site is None:

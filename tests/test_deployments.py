@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import _free_port
 
 from flows.serve import (
     deploy_all,
@@ -23,12 +23,6 @@ from flows.serve import (
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import soundfile as sf
+import torch
 
-from models.speech_tokenizer import MAX_CHUNK, SpeechTokenizer
+from models.speech_tokenizer import MAX_CHUNK, MIN_CHUNK, SAMPLE_RATE, SpeechTokenizer
 from schemas.tables import UNITS
-from storage.audio import load_audio_16k
+from storage.audio import iter_audio_16k
 from storage.recordings import reject_row
 from storage.sharding import content_groups
 
@@ -64,42 +65,62 @@ def unit_rows(
     fingerprints: Mapping[str, str] | None = None,
     batch_seconds: float = 0.0,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Decode each job's audio (16 kHz mono), tokenize in batches: (units rows, rejects rows).
+    """Stream each job's audio (16 kHz mono, 100 s chunks) into the tokenizer: (units rows, rejects).
 
+    At most one chunk of decoded audio (4 × ``batch_seconds`` when batching) waits for the model, so
+    a two-hour recording or a shard of thousands of files costs the memory of a few chunks.
     ``fingerprints`` (already computed by the planner) saves hashing the checkpoints again per worker.
     A file that ingest accepted but that can no longer be read (deleted, replaced) is rejected
     with stage ``units``; network errors propagate so the task is retried.
     """
-    loaded: list[UnitJob] = []
-    wavs = []
+    jobs = list(jobs)
+    pool_limit = max(MAX_CHUNK, 4 * batch_seconds * SAMPLE_RATE if max_batch > 1 else 0)
+    pending: list[tuple[int, torch.Tensor]] = []
+    units: dict[int, dict[str, list[int]]] = {}
+    samples: dict[int, int] = {}
     rejects = []
-    for job in jobs:
+
+    def flush() -> None:
+        encoded = tokenizer.encode_chunks([c for _, c in pending], max_batch, batch_seconds)
+        for (i, _), chunk_units in zip(pending, encoded, strict=True):  # audio order per job
+            for name, values in chunk_units.items():
+                units[i][name].extend(values)
+        pending.clear()
+
+    for i, job in enumerate(jobs):
+        units[i] = {name: [] for name in tokenizer.streams}
+        samples[i] = 0
         try:
-            wav = load_audio_16k(job.uri, storage_options)
+            for block in iter_audio_16k(job.uri, storage_options, block_samples=MAX_CHUNK):
+                samples[i] += len(block)
+                if len(block) >= MIN_CHUNK:
+                    pending.append((i, torch.from_numpy(block)))
+                if sum(c.numel() for _, c in pending) >= pool_limit:
+                    flush()
         except FileNotFoundError:
             rejects.append(_reject(job, "missing", "file not found (it was there at ingest)"))
-            continue
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
             rejects.append(_reject(job, "corrupt", f"cannot decode any more: {exc}"))
+        else:
             continue
-        loaded.append(job)
-        wavs.append(wav)
-    jobs = loaded
-    units = tokenizer.encode_units_batch(wavs, max_batch=max_batch, batch_seconds=batch_seconds)
+        pending[:] = [(k, c) for k, c in pending if k != i]
+        del units[i]
+    flush()
     checkpoints = json.dumps(dict(fingerprints or tokenizer.fingerprints), sort_keys=True)
     params_json = json.dumps(dict(sorted(params.items())), sort_keys=True)
+    expressive = tokenizer.variant == "expressive"
     rows = []
-    for job, wav, u in zip(jobs, wavs, units, strict=True):
-        expressive = tokenizer.variant == "expressive"
+    for i, u in units.items():
+        job = jobs[i]
         rows.append(
             {
                 "id": job.id,
                 "sha256": job.sha256,
                 "unit_key": job.unit_key,
                 "variant": tokenizer.variant,
-                "num_samples_16k": len(wav),
+                "num_samples_16k": samples[i],
                 "duration_s": job.duration_s,
-                "chunks": max(1, -(-len(wav) // MAX_CHUNK)),
+                "chunks": max(1, -(-samples[i] // MAX_CHUNK)),
                 "hubert": u["hubert"],
                 "pitch": u.get("pitch") if expressive else None,
                 "style": u.get("style") if expressive else None,

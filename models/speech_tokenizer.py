@@ -157,7 +157,6 @@ class SpeechTokenizer:
     def encode_units(self, wav: np.ndarray | torch.Tensor, channel: int | None = None) -> Units:
         return self.encode_units_batch([wav], channel=channel)[0]
 
-    @torch.inference_mode()
     def encode_units_batch(
         self,
         wavs: Sequence[np.ndarray | torch.Tensor],
@@ -169,24 +168,30 @@ class SpeechTokenizer:
         pass and, when ``batch_seconds`` > 0, at most that much padded audio (size × longest)."""
         pieces: list[tuple[int, torch.Tensor]] = []
         for i, wav in enumerate(wavs):
-            pieces.extend((i, c.to(self.device)) for c in chunks(as_mono(wav, channel)))
-        order = sorted(range(len(pieces)), key=lambda k: pieces[k][1].numel())
-        results: dict[int, dict[str, list[int]]] = {}
-        for group in _length_groups(
-            order, [p[1].numel() for p in pieces], max_batch, batch_seconds
-        ):
-            audio = [pieces[k][1] for k in group]
+            pieces.extend((i, c) for c in chunks(as_mono(wav, channel)))
+        encoded = self.encode_chunks([c for _, c in pieces], max_batch, batch_seconds)
+        merged: list[Units] = [{name: [] for name in self.streams} for _ in wavs]
+        for (i, _), units in zip(pieces, encoded, strict=True):  # in audio order per waveform
+            for name in self.streams:
+                merged[i][name].extend(units[name])
+        return merged
+
+    @torch.inference_mode()
+    def encode_chunks(
+        self, pieces: Sequence[torch.Tensor], max_batch: int = 8, batch_seconds: float = 0.0
+    ) -> list[Units]:
+        """Units of each ≤ 100 s, ≥ 80 ms mono chunk, batched by length as ``encode_units_batch``."""
+        order = sorted(range(len(pieces)), key=lambda k: pieces[k].numel())
+        results: dict[int, Units] = {}
+        for group in _length_groups(order, [p.numel() for p in pieces], max_batch, batch_seconds):
+            audio = [pieces[k].to(self.device) for k in group]
             out = {"hubert": [self.quantizer(f) for f in self.hubert(audio)]}
             if self.pitch is not None and self.style is not None:
                 out["pitch"] = self.pitch(audio)
                 out["style"] = self.style(audio)
             for j, k in enumerate(group):
                 results[k] = {name: out[name][j].tolist() for name in out}
-        merged: list[Units] = [{name: [] for name in self.streams} for _ in wavs]
-        for k, (i, _) in enumerate(pieces):  # pieces are in audio order per waveform
-            for name in self.streams:
-                merged[i][name].extend(results[k][name])
-        return merged
+        return [results[k] for k in range(len(pieces))]
 
     def units_to_string(self, units: Units) -> str:
         if self.variant == "expressive":

@@ -6,13 +6,14 @@ so a two-hour recording costs the same memory as a two-second one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
 import shutil
 import struct
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -234,21 +235,94 @@ def load_audio_16k(
     channel: int | None = None,
 ) -> np.ndarray:
     """The whole file as 16 kHz mono float32 (channels averaged unless one is chosen)."""
+    blocks = list(iter_audio_16k(uri, storage_options, channel))
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks or [np.zeros(0, np.float32)])
+
+
+@contextlib.contextmanager
+def _open_sound(uri: str, storage_options: Mapping[str, Any] | None) -> Iterator[sf.SoundFile]:
     fs, path = filesystem(uri, storage_options)
     if is_local(fs):
         if not os.path.isfile(path):  # libsndfile would report it as a generic system error
             raise FileNotFoundError(path)
-        data, sr = sf.read(path, dtype="float32", always_2d=True)
-    else:  # one download (memory up to 64 MiB, then a temp file); libsndfile needs seeks
-        with fs.open(path, "rb") as raw, tempfile.SpooledTemporaryFile(64 << 20) as spool:
-            shutil.copyfileobj(raw, spool)
-            spool.seek(0)
-            data, sr = sf.read(spool, dtype="float32", always_2d=True)
-    mono = data[:, channel] if channel is not None else data.mean(axis=1)
-    mono = np.ascontiguousarray(mono, dtype=np.float32)
-    if sr == TARGET_RATE:
-        return mono
+        with sf.SoundFile(path) as handle:
+            yield handle
+        return
+    # One download (memory up to 64 MiB, then a temp file): libsndfile needs seeks.
+    with fs.open(path, "rb") as raw, tempfile.SpooledTemporaryFile(64 << 20) as spool:
+        shutil.copyfileobj(raw, spool)
+        spool.seek(0)
+        with sf.SoundFile(spool) as handle:
+            yield handle
+
+
+def iter_audio_16k(
+    uri: str,
+    storage_options: Mapping[str, Any] | None = None,
+    channel: int | None = None,
+    block_samples: int = 100 * TARGET_RATE,
+) -> Iterator[np.ndarray]:
+    """16 kHz mono float32 in consecutive blocks of ``block_samples`` (the last one shorter).
+
+    Memory stays at one block whatever the file's length. Resampling reads each block with enough
+    neighbouring input that its samples equal those of resampling the whole file at once
+    (bit-identical at the usual rates; within float rounding where the resampling kernel is large).
+    """
+    with _open_sound(uri, storage_options) as handle:
+        rate = handle.samplerate
+
+        def mono(n: int) -> np.ndarray:
+            data = handle.read(n, dtype="float32", always_2d=True)
+            mixed = data[:, channel] if channel is not None else data.mean(axis=1)
+            return np.ascontiguousarray(mixed, dtype=np.float32)
+
+        if rate == TARGET_RATE:
+            while True:
+                block = mono(block_samples)
+                if len(block) == 0:
+                    return
+                yield block
+                if len(block) < block_samples:
+                    return
+        yield from _resampled_blocks(mono, rate, block_samples)
+
+
+def _resampled_blocks(
+    read: Callable[[int], np.ndarray], rate: int, block_samples: int
+) -> Iterator[np.ndarray]:
+    """Resample block by block, each with the input context torchaudio's kernel reaches."""
     import torch
     import torchaudio.functional as taf
 
-    return taf.resample(torch.from_numpy(mono), sr, TARGET_RATE).numpy()
+    g = math.gcd(rate, TARGET_RATE)
+    orig, new = rate // g, TARGET_RATE // g
+    if block_samples % new:
+        raise ValueError(f"block of {block_samples} samples does not align with {rate} Hz input")
+    # torchaudio's default kernel (6 zero crossings, rolloff 0.99) reaches this far either side.
+    width = math.ceil(6 * orig / (min(orig, new) * 0.99))
+    left = -(-width // orig) * orig  # context before a block, whole kernel strides
+    step = block_samples // new * orig  # input samples per output block
+    buffer = np.zeros(0, np.float32)
+    buffer_start = 0  # input index of buffer[0]
+    start = 0
+    eof = False
+    while True:
+        want_end = start + step + width + orig
+        while not eof and buffer_start + len(buffer) < want_end:
+            more = read(max(want_end - buffer_start - len(buffer), 1 << 16))
+            eof = len(more) == 0
+            buffer = np.concatenate([buffer, more]) if len(more) else buffer
+        available = buffer_start + len(buffer)
+        if start >= available:
+            return
+        seg_start = max(0, start - left)
+        segment = buffer[seg_start - buffer_start : min(want_end, available) - buffer_start]
+        out = taf.resample(torch.from_numpy(segment), rate, TARGET_RATE).numpy()
+        offset = (start - seg_start) // orig * new
+        if start + step >= available and eof:  # the last block: as long as the whole file's tail
+            yield np.ascontiguousarray(out[offset : offset + len(out)])
+            return
+        yield np.ascontiguousarray(out[offset : offset + block_samples])
+        start += step
+        drop = max(0, start - left) - buffer_start
+        buffer, buffer_start = buffer[drop:], buffer_start + drop

@@ -11,7 +11,7 @@ import soundfile as sf
 from conftest import REFERENCE_AUDIO, WriteAudio, tone
 
 from schemas.errors import BadAudioError
-from storage.audio import inspect_audio, load_audio_16k, samples_at_16k
+from storage.audio import inspect_audio, iter_audio_16k, load_audio_16k, samples_at_16k
 
 
 def _reason(path: Path | str, **kwargs: object) -> str:
@@ -60,6 +60,45 @@ def test_stereo_44k_resampled_length_and_mono_mix(write_audio: WriteAudio) -> No
     assert np.abs(wav).max() == pytest.approx(0.2, abs=0.01)  # channels averaged
     right_only = load_audio_16k(str(path), channel=1)
     assert np.abs(right_only).max() < 1e-3
+
+
+@pytest.mark.parametrize(
+    "rate, channels, ext",
+    [
+        (16_000, 1, "wav"),
+        (44_100, 2, "flac"),
+        (48_000, 1, "wav"),
+        (22_050, 1, "ogg"),
+        (8_000, 1, "wav"),
+        (11_025, 2, "wav"),
+    ],
+)
+def test_streamed_blocks_equal_the_whole_file_resampled(
+    write_audio: WriteAudio, rate: int, channels: int, ext: str
+) -> None:
+    """Blocks are what resampling the whole file at once gives (the reference's way), cut in order."""
+    import torch
+    import torchaudio.functional as taf
+
+    rng = np.random.default_rng(rate)
+    data = (rng.standard_normal((int(rate * 5.37), channels)) * 0.1).astype(np.float32)
+    path = write_audio(
+        f"noise.{ext}", data=data, rate=rate, subtype="FLOAT" if ext == "wav" else None
+    )
+    whole, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    mono = np.ascontiguousarray(whole.mean(axis=1), dtype=np.float32)
+    expected = mono if sr == 16_000 else taf.resample(torch.from_numpy(mono), sr, 16_000).numpy()
+    blocks = list(iter_audio_16k(str(path), block_samples=16_000))
+    assert [len(b) for b in blocks[:-1]] == [16_000] * (len(blocks) - 1)
+    assert 0 < len(blocks[-1]) <= 16_000
+    streamed = np.concatenate(blocks)
+    assert len(streamed) == len(expected)
+    np.testing.assert_allclose(streamed, expected, rtol=0, atol=1e-6)
+    if rate == 16_000:
+        assert np.array_equal(streamed, expected)
+    assert np.array_equal(
+        load_audio_16k(str(path)), np.concatenate(list(iter_audio_16k(str(path))))
+    )
 
 
 def test_reference_speech_is_accepted() -> None:

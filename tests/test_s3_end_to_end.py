@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import FIXTURES
+from s3_faults import FaultyS3, FaultyS3Proxy, Rule
 
 from flows.cli import main
 
@@ -149,3 +151,91 @@ def _artifact_texts() -> list[str]:
         artifacts = client.read_artifacts(limit=200)
     assert artifacts
     return [json.dumps([a.key, a.description, a.data], default=str) for a in artifacts]
+
+
+def test_injected_s3_faults_are_retried_and_change_nothing(
+    s3_server: dict[str, Any], s3_bucket: str, tiny_checkpoints: Path
+) -> None:
+    """botocore's retries off: an InternalError (which s3fs does not retry either) reaches the task,
+    which retries; dropped connections are retried by s3fs. The results are the faultless ones."""
+    import s3fs
+
+    from models.speech_tokenizer import SpeechTokenizer
+    from storage.audio import load_audio_16k
+    from storage.parquet import read_table
+
+    fs = s3fs.S3FileSystem(**s3_server)  # type: ignore[arg-type]
+    fs.put(
+        str(FIXTURES / "reference-tiny" / "audio"),
+        f"{s3_bucket}/data/reference-tiny/audio",
+        recursive=True,
+    )
+    fs.put(str(FIXTURES / "arctic"), f"{s3_bucket}/data/arctic", recursive=True)
+    fs.put(str(ROOT / "samples" / "demo.jsonl"), f"{s3_bucket}/in/demo.jsonl")
+    fs.put(str(ROOT / "samples" / "text.jsonl"), f"{s3_bucket}/in/text.jsonl")
+    faults = FaultyS3(
+        upstream=s3_server["client_kwargs"]["endpoint_url"],  # type: ignore[index]
+        rules=[
+            Rule("GET", re.compile(r"\.(wav|flac)$"), "reset"),  # audio reads: s3fs retries
+            Rule("PUT", re.compile(r"/(recordings|units|corpus)/\w+/part-"), "InternalError"),
+            Rule("GET", re.compile(r"/(recordings|units)/_table\.json$"), "InternalError"),
+        ],
+    )
+    run = f"s3://{s3_bucket}/runs/faulty"
+    ckpt = str(tiny_checkpoints)
+    with FaultyS3Proxy(faults) as proxy:
+        common = [
+            "--storage-option",
+            f"client_kwargs.endpoint_url={proxy.url}",
+            "--storage-option",
+            "client_kwargs.region_name=us-east-1",
+            "--storage-option",
+            "config_kwargs.retries.total_max_attempts=1",
+            "--workers",
+            "1",
+        ]
+        tokenize = [
+            "tokenize",
+            f"s3://{s3_bucket}/in/demo.jsonl",
+            "--data-root",
+            f"s3://{s3_bucket}/data",
+        ]
+        assert (
+            main([*tokenize, "--checkpoints", ckpt, "--out", run, "--shard-size", "1", *common])
+            == 0
+        )
+        corpus = ["build-corpus", "--units", run, "--text", f"s3://{s3_bucket}/in/text.jsonl"]
+        assert (
+            main(
+                [
+                    *corpus,
+                    "--checkpoints",
+                    ckpt,
+                    "--weights",
+                    "0,1,1",
+                    "--text-span",
+                    "2-4",
+                    "--speech-span",
+                    "2-3",
+                    "--out",
+                    run,
+                    *common,
+                ]
+            )
+            == 0
+        )
+
+    assert faults.injected[("GET", "reset")] >= 3
+    assert faults.injected[("PUT", "InternalError")] >= 4
+    assert faults.injected[("GET", "InternalError")] >= 2
+    units = read_table(f"{run}/units", storage_options=s3_server).to_pandas().set_index("id")
+    tokenizer = SpeechTokenizer.from_checkpoint_dir(
+        tiny_checkpoints, "expressive", with_vocoder=False
+    )
+    recordings = read_table(f"{run}/recordings", storage_options=s3_server).to_pandas()
+    assert sorted(units.index) == sorted(recordings["id"]) and len(units) >= 3  # each exactly once
+    for rec in recordings.itertuples():
+        expected = tokenizer.encode_units(load_audio_16k(rec.uri, s3_server))
+        assert list(units.loc[rec.id, "hubert"]) == expected["hubert"], rec.id
+        assert list(units.loc[rec.id, "pitch"]) == expected["pitch"], rec.id
+    assert len(read_table(f"{run}/corpus", storage_options=s3_server).to_pandas()) > 0

@@ -230,3 +230,73 @@ def test_a_worker_killed_mid_extraction_loses_nothing(tmp_path: Path) -> None:
     units = read_table(str(tmp_path / "out" / "units"), UNITS).to_pandas()
     assert sorted(units["id"]) == [f"clip{k:02d}" for k in range(16)]  # each exactly once
     assert (units["n_hubert"] > 0).all()
+
+
+def test_tokenize_sigkilled_mid_extraction_resumes_with_the_missing_shards(tmp_path: Path) -> None:
+    """Kill the whole CLI process group while units are extracted; the rerun extracts only the
+    shards that had not landed, and its table equals an uninterrupted run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    speech, _ = sf.read(REFERENCE_AUDIO / "librispeech_7143-88743-0029.flac", dtype="float32")
+    n = 12
+    for k in range(n):
+        sf.write(
+            folder / f"clip{k:02d}.wav", np.roll(speech, 3000 * k)[: 16_000 * (2 + k % 4)], 16_000
+        )
+    out = tmp_path / "out"
+    args = ["--checkpoints", str(CKPT), "--variant", "expressive", "--units-shard-size", "1"]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "tokenize",
+            str(folder),
+            "--out",
+            str(out),
+            *args,
+            "--workers",
+            "1",
+        ],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).parents[1],
+    )
+    parts = out / "units"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        if parts.exists() and len(list(parts.glob("*/part-*.parquet"))) >= 2:
+            break
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.5)
+    landed = len(list(parts.glob("*/part-*.parquet")))
+    assert 2 <= landed < n, "the run should have been killed during extraction"
+    assert not (parts / "_table.json").exists()
+
+    def params(where: Path) -> TokenizeParams:
+        return TokenizeParams(
+            source=str(folder),
+            out=str(where),
+            checkpoints=str(CKPT),
+            variant="expressive",
+            units_shard_size=1,
+        )  # type: ignore[arg-type]
+
+    resumed = _run(tokenize_flow, params(out))["units"]
+    assert resumed["shards_computed"] == n - landed and resumed["shards_reused"] == landed
+    assert resumed["extracted"] == n - landed and resumed["rows"] == n
+    clean = _run(tokenize_flow, params(tmp_path / "clean"))["units"]
+    assert clean["extracted"] == n
+    cols = ["sha256", "num_samples_16k", "hubert", "pitch", "style", "checkpoints", "params"]
+    got, want = _units(out)[cols].sort_index(), _units(tmp_path / "clean")[cols].sort_index()
+    assert list(got.index) == [f"clip{k:02d}" for k in range(n)]  # each exactly once
+    pd.testing.assert_frame_equal(got, want)

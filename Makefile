@@ -53,6 +53,7 @@ bench: venv
 	$(BIN)/python benchmarks/corpus_bench.py
 	$(BIN)/python benchmarks/generate_bench.py
 	$(BIN)/python benchmarks/scale_bench.py
+	$(BIN)/python benchmarks/memory_bench.py
 
 # A Prefect server on 127.0.0.1:4200 (UI), every deployment of prefect.yaml on the spiritflow-process
 # pool, and a worker; Ctrl-C stops all three.

@@ -66,6 +66,18 @@ class UnitsParams(StageParams):
     f0_extractor: Literal["fcpe", "pyaapt"] = Field(
         default="fcpe", description="F0 extractor for pitch units: fcpe (as released) or pyaapt"
     )
+    f0_norm: Literal["utterance", "speaker"] = Field(
+        default="utterance",
+        description="pitch units: subtract each utterance's own mean F0 (as released) or its "
+        "speaker's mean over all their recordings (recordings need a speaker; those without one "
+        "use their own mean)",
+    )
+    f0_speaker_stats: str | None = Field(
+        default=None,
+        description="with --f0-norm speaker: speaker mean F0 from this file (the reference's .pt "
+        "layout or JSON, e.g. OUT/f0_speaker_stats.json of an earlier run) instead of measuring "
+        "them on this corpus",
+    )
     device: str = Field(
         default="auto", description="torch device on the workers: auto (CUDA if present), cpu, cuda"
     )
@@ -96,6 +108,8 @@ class TokenizeParams(IngestParams):
     hubert_layer: int = UnitsParams.model_fields["hubert_layer"]
     quantizer: str | None = UnitsParams.model_fields["quantizer"]
     f0_extractor: Literal["fcpe", "pyaapt"] = UnitsParams.model_fields["f0_extractor"]
+    f0_norm: Literal["utterance", "speaker"] = UnitsParams.model_fields["f0_norm"]
+    f0_speaker_stats: str | None = UnitsParams.model_fields["f0_speaker_stats"]
     device: str = UnitsParams.model_fields["device"]
     max_batch: int = UnitsParams.model_fields["max_batch"]
     batch_seconds: float = UnitsParams.model_fields["batch_seconds"]
@@ -115,6 +129,8 @@ class TokenizeParams(IngestParams):
             hubert_layer=self.hubert_layer,
             quantizer=self.quantizer,
             f0_extractor=self.f0_extractor,
+            f0_norm=self.f0_norm,
+            f0_speaker_stats=self.f0_speaker_stats,
             device=self.device,
             max_batch=self.max_batch,
             batch_seconds=self.batch_seconds,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prefect import flow, unmapped
 
@@ -14,6 +15,7 @@ from schemas.expectations import prepare_in_background
 from schemas.tables import UNITS
 from storage.layout import RunLayout
 from tasks.decode import decode_units, list_units
+from tasks.f0_stats import f0_stats_shard, finalize_f0_stats, load_f0_speaker_stats, plan_f0_stats
 from tasks.reports import write_run_report
 from tasks.units import UnitsSummary, carry_units, extract_units, finalize_units, plan_units
 
@@ -24,9 +26,8 @@ def units_flow(params: UnitsParams) -> UnitsSummary:
     prepare_in_background(UNITS)  # overlaps GE's import with extraction
     layout = RunLayout.at(params.out, params.storage_options)
     recordings = params.recordings or layout.table("recordings")
-    plan = plan_units(layout, recordings, params.model_dump())
     info = {
-        "checkpoints": plan.checkpoints,
+        "checkpoints": params.checkpoints,
         "variant": params.variant,
         "device": params.device,
         "hubert_layer": params.hubert_layer,
@@ -35,9 +36,12 @@ def units_flow(params: UnitsParams) -> UnitsSummary:
         "max_batch": params.max_batch,
         "batch_seconds": params.batch_seconds,
         "threads": params.threads_per_task,
-        "key_params": plan.key_params,
-        "fingerprints": plan.fingerprints,
     }
+    speaker_f0 = speaker_f0_means(params, layout, recordings, info)
+    plan = plan_units(layout, recordings, params.model_dump(), speaker_f0)
+    info.update(
+        checkpoints=plan.checkpoints, key_params=plan.key_params, fingerprints=plan.fingerprints
+    )
     carried = carry_units.submit(plan.carry, layout)
     # Longest shards first: workers finish together instead of one long shard running alone at the end.
     shards = sorted(plan.shards, key=lambda shard: -sum(job.duration_s for job in shard[1]))
@@ -65,6 +69,25 @@ def units_flow(params: UnitsParams) -> UnitsSummary:
         layout, "units", f"units run report ({params.variant})", markdown
     )
     return summary
+
+
+def speaker_f0_means(
+    params: UnitsParams, layout: RunLayout, recordings: str, info: dict[str, Any]
+) -> dict[str, float] | None:
+    """Speaker → mean F0 under ``--f0-norm speaker``: from the given file, or measured on workers."""
+    if params.f0_norm != "speaker":
+        return None
+    if params.f0_speaker_stats:
+        return load_f0_speaker_stats(params.f0_speaker_stats)
+    plan = plan_f0_stats(layout, recordings, params.model_dump())
+    futures = f0_stats_shard.map(
+        [k for k, _ in plan.shards],
+        [j for _, j in plan.shards],
+        unmapped(layout),
+        unmapped({**info, "checkpoints": plan.checkpoints}),
+    )
+    parts = list(completed_with_progress(futures, "f0 stats shards"))
+    return finalize_f0_stats(layout, plan, parts)
 
 
 @flow(name="tokenize", persist_result=False)

@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from models.speech_tokenizer import MAX_CHUNK, MIN_CHUNK, SAMPLE_RATE, SpeechTokenizer
-from schemas.tables import UNITS
+from schemas.tables import F0_STATS, UNITS
 from storage.audio import iter_audio_16k
 from storage.recordings import reject_row
 from storage.sharding import content_groups
@@ -34,6 +34,7 @@ class UnitJob:
     unit_key: str
     num_samples_16k: int
     duration_s: float
+    f0_mean: float | None = None  # the speaker's mean F0 (Hz) under speaker-level normalisation
 
 
 def unit_key(sha256: str, fingerprints: Mapping[str, str], params: Mapping[str, Any]) -> str:
@@ -81,7 +82,9 @@ def unit_rows(
     rejects = []
 
     def flush() -> None:
-        encoded = tokenizer.encode_chunks([c for _, c in pending], max_batch, batch_seconds)
+        encoded = tokenizer.encode_chunks(
+            [c for _, c in pending], max_batch, batch_seconds, [jobs[i].f0_mean for i, _ in pending]
+        )
         for (i, _), chunk_units in zip(pending, encoded, strict=True):  # audio order per job
             for name, values in chunk_units.items():
                 units[i][name].extend(values)
@@ -107,7 +110,6 @@ def unit_rows(
         del units[i]
     flush()
     checkpoints = json.dumps(dict(fingerprints or tokenizer.fingerprints), sort_keys=True)
-    params_json = json.dumps(dict(sorted(params.items())), sort_keys=True)
     expressive = tokenizer.variant == "expressive"
     rows = []
     for i, u in units.items():
@@ -128,10 +130,84 @@ def unit_rows(
                 "n_pitch": len(u["pitch"]) if expressive else None,
                 "n_style": len(u["style"]) if expressive else None,
                 "checkpoints": checkpoints,
-                "params": params_json,
+                "params": _params_json(params, job.f0_mean),
             }
         )
     return rows, rejects
+
+
+@dataclass(frozen=True)
+class F0Job:
+    """One recording whose voiced F0 goes into its speaker's mean (speaker-level normalisation)."""
+
+    id: str
+    uri: str
+    sha256: str
+    speaker: str
+    stats_key: str
+
+
+def f0_stats_key(sha256: str, pitch_fingerprint: str, extractor: str) -> str:
+    payload = [sha256, pitch_fingerprint, extractor, F0_STATS.version, EXTRACT_CODE_VERSION]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:32]
+
+
+def f0_stat_rows(
+    jobs: Iterable[F0Job],
+    tokenizer: SpeechTokenizer,
+    storage_options: Mapping[str, Any] | None = None,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """(voiced F0 sum and count per recording over its 100 s chunks, ids that could not be read).
+
+    Unreadable files are left to the units stage, which rejects them naming the file.
+    """
+    if tokenizer.pitch is None:
+        raise ValueError("speaker F0 statistics need the expressive variant (a pitch model)")
+    rows, unreadable = [], []
+    for job in jobs:
+        total, frames = 0.0, 0
+        try:
+            for block in iter_audio_16k(job.uri, storage_options, block_samples=MAX_CHUNK):
+                if len(block) >= MIN_CHUNK:
+                    s, n = tokenizer.pitch.voiced_f0(torch.from_numpy(block))
+                    total, frames = total + s, frames + n
+        except (FileNotFoundError, sf.LibsndfileError, RuntimeError, ValueError):
+            unreadable.append(job.id)
+            continue
+        rows.append(
+            {
+                "id": job.id,
+                "sha256": job.sha256,
+                "stats_key": job.stats_key,
+                "speaker": job.speaker,
+                "voiced_sum": total,
+                "voiced_frames": frames,
+            }
+        )
+    return rows, unreadable
+
+
+def speaker_f0_means(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Speaker → mean F0 (Hz) over the voiced frames of all their recordings, with the counts
+    (the reference's stats-file layout, ``{speaker: {"f0_mean": …}}``); speakers with no voiced
+    frame are left out, so their recordings fall back to the utterance mean."""
+    pooled: dict[str, list[float]] = {}
+    for row in rows:
+        acc = pooled.setdefault(row["speaker"], [0.0, 0, 0])
+        acc[0] += row["voiced_sum"]
+        acc[1] += row["voiced_frames"]
+        acc[2] += 1
+    return {
+        speaker: {"f0_mean": total / frames, "voiced_frames": int(frames), "recordings": int(n)}
+        for speaker, (total, frames, n) in sorted(pooled.items())
+        if frames > 0
+    }
+
+
+def _params_json(params: Mapping[str, Any], f0_mean: float | None) -> str:
+    """The parameters that made a row's units (the speaker's mean F0 when one was used)."""
+    own = {**params, "f0_mean": f0_mean} if f0_mean is not None else dict(params)
+    return json.dumps(own, sort_keys=True)
 
 
 def _reject(job: UnitJob, reason: str, message: str) -> dict[str, Any]:

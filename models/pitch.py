@@ -1,4 +1,4 @@
-"""Pitch units (Expressive): FCPE F0 at 200 Hz, utterance mean removed, VQ-VAE codes at 12.5 Hz.
+"""Pitch units (Expressive): FCPE F0 at 200 Hz, utterance (or speaker) mean removed, VQ-VAE codes at 12.5 Hz.
 
 The VQ-VAE (jukebox / speech-resynthesis style) is built from ``config.yaml``; only its encoder and
 codebook are needed to tokenize. FCPE is torchfcpe's bundled model (no download).
@@ -6,6 +6,7 @@ codebook are needed to tokenize. FCPE is torchfcpe's bundled model (no download)
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Sequence
@@ -218,17 +219,65 @@ class PitchEncoder(nn.Module):
             f0, uv = self.fcpe.infer(x, interp_uv=False, **kwargs)
         return f0.reshape(-1).float(), (1.0 - uv.reshape(-1)).float()
 
+    def f0_vuv(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.f0(wav) if self.extractor == "fcpe" else pyaapt_f0(wav)
+
     @torch.inference_mode()
-    def forward(self, wavs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """One code sequence per waveform (FCPE runs per utterance: batching it changes F0 slightly)."""
+    def voiced_f0(self, wav: torch.Tensor) -> tuple[float, int]:
+        """(sum of F0 over voiced frames, their count): what a speaker's mean is pooled from."""
+        f0, vuv = self.f0_vuv(wav)
+        voiced = f0[vuv != 0].double()
+        return float(voiced.sum()), int(voiced.numel())
+
+    @torch.inference_mode()
+    def forward(
+        self, wavs: Sequence[torch.Tensor], f0_means: Sequence[float | None] | None = None
+    ) -> list[torch.Tensor]:
+        """One code sequence per waveform (FCPE runs per utterance: batching it changes F0 slightly).
+
+        When the quantizer normalises F0, a waveform's ``f0_means`` entry (its speaker's mean, Hz)
+        is subtracted; without one, the utterance's own voiced mean is, as in the reference.
+        """
         codes = []
-        for wav in wavs:
-            f0, vuv = self.f0(wav) if self.extractor == "fcpe" else pyaapt_f0(wav)
+        for k, wav in enumerate(wavs):
+            f0, vuv = self.f0_vuv(wav)
             if self.vq.normalize:
+                given = f0_means[k] if f0_means is not None else None
                 voiced = f0[vuv != 0]
-                if voiced.numel():
-                    mean = voiced.mean()
+                if given is not None or voiced.numel():
+                    mean = (
+                        torch.tensor(given, dtype=f0.dtype) if given is not None else voiced.mean()
+                    )
                     f0 = torch.where(f0 != 0, f0 - mean, f0)
             x = torch.stack([f0, vuv]).float().to(self.vq.codebook.device)
             codes.append(self.vq(x[None]))
         return codes
+
+
+def load_speaker_stats(path: str | Path) -> dict[str, float]:
+    """Speaker → mean F0 (Hz) from the reference's stats file (``torch.save`` of
+    ``{speaker: {"f0_mean": …}}``, loaded without unpickling code) or the same as JSON
+    (``{speaker: {"f0_mean": …}}`` or ``{speaker: mean}``)."""
+    file = Path(path)
+    if file.suffix == ".json":
+        try:
+            raw = json.loads(require(file).read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{file}: not valid JSON ({exc})") from exc
+    else:
+        raw = load_tensors(file)
+    if not isinstance(raw, dict) or not raw:
+        raise CheckpointError(f"{file}: expected a mapping of speaker → {{'f0_mean': Hz}}")
+    means = {}
+    for speaker, entry in raw.items():
+        value = entry.get("f0_mean") if isinstance(entry, dict) else entry
+        try:
+            mean = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise CheckpointError(f"{file}: speaker {speaker!r} has no numeric f0_mean") from None
+        if not F0_MIN <= mean <= F0_MAX:
+            raise CheckpointError(
+                f"{file}: speaker {speaker!r} f0_mean {mean:g} Hz is outside {F0_MIN:g}–{F0_MAX:g} Hz"
+            )
+        means[str(speaker)] = mean
+    return means

@@ -154,8 +154,14 @@ class SpeechTokenizer:
     def streams(self) -> tuple[str, ...]:
         return ("hubert", "pitch", "style") if self.variant == "expressive" else ("hubert",)
 
-    def encode_units(self, wav: np.ndarray | torch.Tensor, channel: int | None = None) -> Units:
-        return self.encode_units_batch([wav], channel=channel)[0]
+    def encode_units(
+        self,
+        wav: np.ndarray | torch.Tensor,
+        channel: int | None = None,
+        f0_mean: float | None = None,
+    ) -> Units:
+        """``f0_mean``: the speaker's mean F0 (Hz) for speaker-level pitch normalisation."""
+        return self.encode_units_batch([wav], channel=channel, f0_means=[f0_mean])[0]
 
     def encode_units_batch(
         self,
@@ -163,13 +169,15 @@ class SpeechTokenizer:
         channel: int | None = None,
         max_batch: int = 8,
         batch_seconds: float = 0.0,
+        f0_means: Sequence[float | None] | None = None,
     ) -> list[Units]:
         """Units for many waveforms; chunks are grouped by length, at most ``max_batch`` per forward
         pass and, when ``batch_seconds`` > 0, at most that much padded audio (size × longest)."""
         pieces: list[tuple[int, torch.Tensor]] = []
         for i, wav in enumerate(wavs):
             pieces.extend((i, c) for c in chunks(as_mono(wav, channel)))
-        encoded = self.encode_chunks([c for _, c in pieces], max_batch, batch_seconds)
+        means = [f0_means[i] if f0_means is not None else None for i, _ in pieces]
+        encoded = self.encode_chunks([c for _, c in pieces], max_batch, batch_seconds, means)
         merged: list[Units] = [{name: [] for name in self.streams} for _ in wavs]
         for (i, _), units in zip(pieces, encoded, strict=True):  # in audio order per waveform
             for name in self.streams:
@@ -178,16 +186,22 @@ class SpeechTokenizer:
 
     @torch.inference_mode()
     def encode_chunks(
-        self, pieces: Sequence[torch.Tensor], max_batch: int = 8, batch_seconds: float = 0.0
+        self,
+        pieces: Sequence[torch.Tensor],
+        max_batch: int = 8,
+        batch_seconds: float = 0.0,
+        f0_means: Sequence[float | None] | None = None,
     ) -> list[Units]:
-        """Units of each ≤ 100 s, ≥ 80 ms mono chunk, batched by length as ``encode_units_batch``."""
+        """Units of each ≤ 100 s, ≥ 80 ms mono chunk, batched by length as ``encode_units_batch``;
+        ``f0_means[k]`` (speaker-level pitch normalisation) or None (the chunk's own mean)."""
         order = sorted(range(len(pieces)), key=lambda k: pieces[k].numel())
         results: dict[int, Units] = {}
         for group in _length_groups(order, [p.numel() for p in pieces], max_batch, batch_seconds):
             audio = [pieces[k].to(self.device) for k in group]
             out = {"hubert": [self.quantizer(f) for f in self.hubert(audio)]}
             if self.pitch is not None and self.style is not None:
-                out["pitch"] = self.pitch(audio)
+                means = [f0_means[k] for k in group] if f0_means is not None else None
+                out["pitch"] = self.pitch(audio, means)
                 out["style"] = self.style(audio)
             for j, k in enumerate(group):
                 results[k] = {name: out[name][j].tolist() for name in out}

@@ -249,6 +249,29 @@ UNITS = table_spec(
 )
 
 
+F0_STATS = table_spec(
+    name="f0_stats",
+    version=1,
+    row_id="id",
+    fields=[
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("sha256", pa.string(), nullable=False),
+        pa.field("stats_key", pa.string(), nullable=False),
+        pa.field("speaker", pa.string(), nullable=False),
+        pa.field("voiced_sum", pa.float64(), nullable=False),
+        pa.field("voiced_frames", pa.int64(), nullable=False),
+    ],
+    rules=(
+        Rule("id", "not_null"),
+        Rule("id", "unique"),
+        Rule("sha256", "regex", {"regex": SHA256_REGEX}),
+        Rule("speaker", "not_null"),
+        Rule("voiced_frames", "between", {"min_value": 0}),
+        Rule("voiced_sum", "between", {"min_value": 0.0}),
+    ),
+)
+
+
 def _overrun(column: str, end_key: str) -> Callable[[pd.DataFrame], pd.Series]:
     """How far the last time in a list of structs goes past the recording's duration (s)."""
 
@@ -502,6 +525,7 @@ TABLES = {
         REJECTS,
         DUPLICATES,
         UNITS,
+        F0_STATS,
         ALIGNMENTS,
         CORPUS,
         CORPUS_STATS,

@@ -106,27 +106,40 @@ class UnitsSummary:
 
 
 @task(name="plan-units", **TASK_OPTIONS)
-def plan_units(layout: RunLayout, recordings_url: str, params: dict[str, Any]) -> UnitsPlan:
-    """Unit keys for every recording; committed shards whose rows are all still wanted are kept."""
+def plan_units(
+    layout: RunLayout,
+    recordings_url: str,
+    params: dict[str, Any],
+    speaker_f0: dict[str, float] | None = None,
+) -> UnitsPlan:
+    """Unit keys for every recording; committed shards whose rows are all still wanted are kept.
+
+    ``speaker_f0`` (speaker-level pitch normalisation): a recording whose speaker has a mean F0
+    is tokenized with it, and the mean enters its unit key (a changed mean re-extracts only
+    that speaker's recordings).
+    """
     opts = layout.storage_options
     root = checkpoints_dir(params["checkpoints"])
     fingerprints = unit_fingerprints(root, params["variant"], params.get("quantizer"))
     key_params = {"variant": params["variant"], "hubert_layer": params["hubert_layer"]}
     if params["variant"] == "expressive":
         key_params["f0_extractor"] = params["f0_extractor"]
-    cols = ["id", "uri", "sha256", "num_samples_16k", "duration_s"]
+    cols = ["id", "uri", "sha256", "num_samples_16k", "duration_s", "speaker"]
     rec = read_table(recordings_url, RECORDINGS, columns=cols, storage_options=opts).to_pylist()
-    jobs = {
-        r["id"]: UnitJob(
+    jobs = {}
+    for r in rec:
+        mean = (speaker_f0 or {}).get(r["speaker"]) if r["speaker"] else None
+        mean = round(mean, 6) if mean is not None else None  # what the key says is what is used
+        own = {**key_params, "f0_mean": mean} if mean is not None else key_params
+        jobs[r["id"]] = UnitJob(
             r["id"],
             r["uri"],
             r["sha256"],
-            unit_key(r["sha256"], fingerprints, key_params),
+            unit_key(r["sha256"], fingerprints, own),
             r["num_samples_16k"],
             r["duration_s"],
+            mean,
         )
-        for r in rec
-    }
     wanted = {(j.id, j.unit_key) for j in jobs.values()}
     done: set[str] = set()
     keep, carry = [], []

@@ -35,7 +35,8 @@ class ClusterOptions:
 
 @contextlib.contextmanager
 def prefect_api() -> Iterator[str]:
-    """Use ``PREFECT_API_URL`` if set, else start one local server for this run (and stop it after)."""
+    """Use ``PREFECT_API_URL`` if set, else start one local server for this run (and stop it after,
+    with flow-run heartbeats off: nothing outlives the run to watch for them)."""
     for key, value in PREFECT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -45,13 +46,21 @@ def prefect_api() -> Iterator[str]:
         yield existing
         return
     from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        temporary_settings,
+    )
 
     server = SubprocessASGIServer()
     server.start(timeout=int(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]))
     os.environ["PREFECT_API_URL"] = server.api_url
+    # Flow-run heartbeats let a long-lived server notice crashed runs; this server ends with the
+    # run, and Prefect's heartbeat thread makes every flow run wait out its 1 s sleep at exit
+    # (measured: an empty flow 1.09 s with heartbeats, 0.12 s without).
+    settings = {PREFECT_API_URL: server.api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     try:
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        with temporary_settings(updates=settings):
             yield server.api_url
             _drain_prefect_clients()
     finally:

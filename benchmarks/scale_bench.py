@@ -60,7 +60,7 @@ def plain_loop(folder: Path, out: Path, shard_size: int) -> float:
     started = time.perf_counter()
     with disable_run_logger():
         plan, shards = plan_ingest.fn(str(folder), None, {}, shard_size, cache)
-        extra = write_plan_rejects.fn(plan, layout, cache)
+        extra = write_plan_rejects.fn(plan.rejects, layout, cache)
         outcomes = [ingest_shard.fn(shard, layout, 0.08) for shard in shards]
         if extra is not None:
             outcomes.append(extra)

@@ -36,7 +36,7 @@ def ingest_flow(params: IngestParams) -> IngestSummary:
     plan, shards = plan_ingest(
         params.source, params.data_root, params.storage_options, params.shard_size, cache
     )
-    plan_rejects = write_plan_rejects.submit(plan, layout, cache)
+    plan_rejects = write_plan_rejects.submit(plan.rejects, layout, cache)
     futures = ingest_shard.map(shards, unmapped(layout), unmapped(params.min_duration_s))
     outcomes = list(completed_with_progress(futures, "ingest shards"))
     extra = plan_rejects.result()

@@ -30,7 +30,7 @@ from storage.recordings import (
     plan_shards,
     shard_key,
 )
-from storage.sources import Plan, plan_source
+from storage.sources import Plan, PlanReject, plan_source
 from tasks.common import RETRIES, RETRY_DELAYS, publish_data_docs, retry_on_transient
 
 
@@ -95,12 +95,16 @@ def plan_ingest(
 
 @task(name="write-plan-rejects", **TASK_OPTIONS)
 def write_plan_rejects(
-    plan: Plan, layout: RunLayout, params: dict[str, Any]
+    rejects: list[PlanReject], layout: RunLayout, params: dict[str, Any]
 ) -> ShardOutcome | None:
-    """Rejects found while planning (bad rows, missing files, paths outside the root)."""
-    if not plan.rejects:
+    """Rejects found while planning (bad rows, missing files, paths outside the root).
+
+    Takes only the rejects, not the plan: Prefect walks every task argument looking for futures,
+    which for a 10,000-file plan cost 2.7 s per run.
+    """
+    if not rejects:
         return None
-    rows = plan_reject_rows(plan.rejects)
+    rows = plan_reject_rows(rejects)
     key = "plan-" + shard_key([], {**params, "rejects": rows})
     url = layout.shard(REJECTS.name, key)
     write_atomic(to_arrow(rows, REJECTS), url, layout.storage_options)

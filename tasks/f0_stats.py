@@ -43,8 +43,6 @@ class F0StatsPlan:
     checkpoints: str  # resolved, as the units plan has it (one model cache key per worker)
     known: list[dict[str, Any]]  # rows already in f0_stats for recordings still wanted
     shards: list[tuple[str, tuple[F0Job, ...]]]
-    speakers: int
-    without_speaker: int
 
 
 @task(name="load-f0-speaker-stats", **TASK_OPTIONS)
@@ -96,17 +94,16 @@ def plan_f0_stats(layout: RunLayout, recordings_url: str, params: dict[str, Any]
     for group in content_groups(todo, lambda j: f"{j.stats_key}:{j.id}", params["shard_size"]):
         blob = json.dumps([[j.id, j.stats_key] for j in group]).encode()
         shards.append((hashlib.sha256(blob).hexdigest()[:24], tuple(group)))
-    speakers = len({j.speaker for j in jobs.values()})
     get_run_logger().info(
         "f0 stats: %d recordings of %d speakers (%d cached, %d to measure); %d without a speaker "
         "use their own mean",
         len(jobs),
-        speakers,
+        len({j.speaker for j in jobs.values()}),
         len(done),
         len(todo),
         len(rec) - len(jobs),
     )
-    return F0StatsPlan(str(root), known, shards, speakers, len(rec) - len(jobs))
+    return F0StatsPlan(str(root), known, shards)
 
 
 def _normalising(root: Any) -> bool:

@@ -8,14 +8,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from schemas.expectations import data_docs_site
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from schemas.errors import TableValidationError
+from schemas.expectations import data_docs_site, validate_frame
+from schemas.tables import TableSpec
 from storage.layout import RunLayout, join
-from storage.parquet import write_bytes_atomic
+from storage.parquet import read_parts, write_bytes_atomic
 from storage.retry import is_transient
 
 RETRIES = 2
 DOCS_SKIP = ("static/images/", "static/fonts/")  # logos and fonts: 4 MB the pages do without
 RETRY_DELAYS = [1, 5]
+VALIDATE_ROWS = 50_000  # rows per Great Expectations batch: a big table is never loaded whole
 
 
 def retry_on_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -63,3 +69,34 @@ def publish_data_docs(layout: RunLayout) -> str | None:
             with open(os.path.join(dirpath, name), "rb") as fh:
                 write_bytes_atomic(fh.read(), join(target, rel), layout.storage_options)
     return join(target, "index.html")
+
+
+def validate_parts(
+    parts: list[str], spec: TableSpec, storage_options: dict[str, Any] | None = None
+) -> pa.Table:
+    """Run ``spec``'s GE suite over a table's parts in batches of about ``VALIDATE_ROWS`` rows and
+    check its row ids unique across all of them. Returns only the ids (and durations, when the
+    table has them) for the summary: the whole table is never in memory at once."""
+    columns = [spec.row_id] + (["duration_s"] if "duration_s" in spec.columns else [])
+    indexes: list[pa.Table] = []
+    batch: list[pa.Table] = []
+    for part in parts:
+        table = read_parts([part], spec, storage_options)
+        indexes.append(table.select(columns))
+        batch.append(table)
+        if sum(t.num_rows for t in batch) >= VALIDATE_ROWS:
+            validate_frame(pa.concat_tables(batch).to_pandas(), spec)
+            batch = []
+    if batch:
+        validate_frame(pa.concat_tables(batch).to_pandas(), spec)
+    index = pa.concat_tables(indexes) if indexes else spec.schema.empty_table().select(columns)
+    ids = index[spec.row_id]
+    if pc.count_distinct(ids).as_py() != len(ids):
+        repeated = [v["values"] for v in pc.value_counts(ids).to_pylist() if v["counts"] > 1]
+        raise TableValidationError(
+            spec.name,
+            [
+                f"{spec.row_id}: {len(repeated)} value(s) in more than one shard, e.g. {repeated[:3]}"
+            ],
+        )
+    return index

@@ -18,21 +18,19 @@ from prefect import get_run_logger, task
 from models.checkpoints import checkpoints_dir
 from models.extract import UnitJob, shard_jobs, unit_key, unit_rows
 from models.speech_tokenizer import SpeechTokenizer, unit_fingerprints
-from schemas.expectations import validate_frame
 from schemas.tables import RECORDINGS, REJECTS, UNITS
 from storage.layout import RunLayout
 from storage.options import filesystem
 from storage.parquet import (
     commit_table,
     exists,
-    read_parts,
     read_table,
     table_part_urls,
     to_arrow,
     write_atomic,
     write_bytes_atomic,
 )
-from tasks.common import cached_model, publish_data_docs
+from tasks.common import cached_model, publish_data_docs, validate_parts
 from tasks.ingest import TASK_OPTIONS
 
 UNIT_REJECTS = "unit_rejects"
@@ -246,8 +244,7 @@ def finalize_units(
     """Validate the whole units table with GE, commit it (and unit_rejects), write the report."""
     opts = layout.storage_options
     parts = plan.keep_parts + ([carried] if carried else []) + [o.units for o in outcomes]
-    table = read_parts(parts, UNITS, opts)
-    validate_frame(table.to_pandas(), UNITS)
+    table = validate_parts(parts, UNITS, opts)  # ids and durations only
     reject_parts = [o.rejects for o in outcomes]
     rejected = sum(o.rejected for o in outcomes)
     summary = UnitsSummary(

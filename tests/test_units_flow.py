@@ -133,6 +133,38 @@ def test_units_validation_catches_bad_rows(tmp_path: Path) -> None:
         validate_frame(empty, UNITS)
 
 
+def test_finalize_validates_in_batches_and_ids_across_shards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole units table is never loaded to validate it; a bad row in a late batch and an
+    id repeated in two shards are still caught."""
+    import tasks.common as common
+    from storage.parquet import to_arrow, write_atomic
+
+    _tokenize_expressive(tmp_path)
+    good = read_table(str(tmp_path / "out" / "units"), UNITS).to_pandas()
+    monkeypatch.setattr(common, "VALIDATE_ROWS", 1)
+    batches: list[int] = []
+    real = common.validate_frame
+    monkeypatch.setattr(
+        common, "validate_frame", lambda df, spec: batches.append(len(df)) or real(df, spec)
+    )
+
+    def part(name: str, frame: pd.DataFrame) -> str:
+        url = str(tmp_path / "parts" / name / "part-00000.parquet")
+        return write_atomic(to_arrow(frame.to_dict("records"), UNITS), url)
+
+    parts = [part("a", good.iloc[[0]]), part("b", good.iloc[[1]])]
+    index = common.validate_parts(parts, UNITS)
+    assert batches == [1, 1] and index.column_names == ["id", "duration_s"] and index.num_rows == 2
+    bad = good.iloc[[1]].copy()
+    bad.at[bad.index[0], "hubert"] = np.array([1, 2, 700], dtype=np.uint16)
+    with pytest.raises(TableValidationError, match="hubert.max"):
+        common.validate_parts([parts[0], part("bad", bad)], UNITS)
+    with pytest.raises(TableValidationError, match="more than one shard"):
+        common.validate_parts([*parts, part("again", good.iloc[[0]])], UNITS)
+
+
 def test_decode_writes_wavs_and_resumes(tmp_path: Path) -> None:
     _tokenize_expressive(tmp_path)
     decode = DecodeParams(

@@ -265,8 +265,8 @@ def iter_audio_16k(
     """16 kHz mono float32 in consecutive blocks of ``block_samples`` (the last one shorter).
 
     Memory stays at one block whatever the file's length. Resampling reads each block with enough
-    neighbouring input that its samples equal those of resampling the whole file at once
-    (bit-identical at the usual rates; within float rounding where the resampling kernel is large).
+    neighbouring input that its samples equal those of resampling the whole file at once up to
+    float rounding (≤ 5e-7 measured; identical at 16 kHz and for files shorter than one block).
     """
     with _open_sound(uri, storage_options) as handle:
         rate = handle.samplerate

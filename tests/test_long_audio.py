@@ -43,7 +43,7 @@ def _noise_file(path: Path, seconds: int, rate: int = 44_100) -> Path:
 def test_a_long_recording_costs_the_memory_of_a_short_one(
     tmp_path: Path, tiny_checkpoints: Path
 ) -> None:
-    """15 min of 44.1 kHz stereo (318 MB as float32) vs 100 s: decoding whole would add > 300 MB."""
+    """15 min of 44.1 kHz stereo (318 MB as float32) vs 100 s: decoding whole adds > 500 MB."""
     short = _noise_file(tmp_path / "short.wav", 100)
     long = _noise_file(tmp_path / "long.wav", 900)
     done = subprocess.run(
@@ -58,4 +58,4 @@ def test_a_long_recording_costs_the_memory_of_a_short_one(
     assert lng["chunks"] == 9 and s["chunks"] == 1
     assert lng["num_samples_16k"] == lng["expected_samples"] == 900 * 16_000
     assert abs(lng["n_hubert"] - 900 * 25) <= lng["chunks"]  # 25 Hz, ±1 per 100 s chunk
-    assert lng["peak_mb"] - s["peak_mb"] < 120, result
+    assert lng["peak_mb"] - s["peak_mb"] < 160, result  # measured ≈ 80 MB; whole-file > 500 MB

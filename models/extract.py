@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import soundfile as sf
 import torch
@@ -22,6 +22,7 @@ from storage.recordings import reject_row
 from storage.sharding import content_groups
 
 EXTRACT_CODE_VERSION = 1
+J = TypeVar("J", "UnitJob", "F0Job")
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,14 @@ def unit_key(sha256: str, fingerprints: Mapping[str, str], params: Mapping[str, 
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def shard_jobs(jobs: Sequence[UnitJob], target: int) -> list[tuple[str, tuple[UnitJob, ...]]]:
-    """Content-defined shards over unit keys (``storage.sharding``), keyed by their contents."""
+def shard_jobs(
+    jobs: Sequence[J], target: int, content: Callable[[J], str]
+) -> list[tuple[str, tuple[J, ...]]]:
+    """Content-defined shards (``storage.sharding``) over each job's cache key (``content``: the
+    unit key, or an F0-stats key), named by the ids and keys they hold."""
     shards = []
-    for group in content_groups(jobs, lambda job: f"{job.unit_key}:{job.id}", target):
-        blob = json.dumps([[j.id, j.unit_key] for j in group]).encode()
+    for group in content_groups(jobs, lambda job: f"{content(job)}:{job.id}", target):
+        blob = json.dumps([[j.id, content(j)] for j in group]).encode()
         shards.append((hashlib.sha256(blob).hexdigest()[:24], tuple(group)))
     return shards
 

@@ -76,6 +76,23 @@ class _EncoderLevel(nn.Module):
         self.model = nn.Sequential(*blocks)
 
 
+def normalises_f0(config: dict[str, Any]) -> bool:
+    """Whether the VQ-VAE's input has a mean F0 removed (``speaker_norm`` or ``norm_`` features)."""
+    return bool(config.get("speaker_norm")) or "norm_" in str(config.get("features", ""))
+
+
+def load_pitch_config(folder: Path) -> dict[str, Any]:
+    """The pitch quantizer's ``config.yaml`` (parsed safely; errors name the file)."""
+    cfg_path = require(folder / "config.yaml")
+    try:
+        config = yaml.safe_load(cfg_path.read_text())
+    except yaml.YAMLError as exc:
+        raise CheckpointError(f"{cfg_path}: invalid YAML ({exc})") from exc
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{cfg_path}: expected a mapping")
+    return config
+
+
 class F0VQEncoder(nn.Module):
     """VQ-VAE encoder + codebook: (1, 2, T) [f0, vuv] → codes (T // 16,)."""
 
@@ -89,9 +106,7 @@ class F0VQEncoder(nn.Module):
         self.level = _EncoderLevel(enc)
         vq = config["vq_params"]
         self.register_buffer("codebook", torch.zeros(int(vq["l_bins"]), int(vq["emb_width"])))
-        self.normalize = bool(config.get("speaker_norm")) or "norm_" in str(
-            config.get("features", "")
-        )
+        self.normalize = normalises_f0(config)
         if config.get("features") not in FEATURES:
             raise CheckpointError(
                 f"unsupported F0 features {config.get('features')!r}; expected one of {FEATURES}"
@@ -163,12 +178,8 @@ class PitchEncoder(nn.Module):
     def from_dir(
         cls, folder: Path, device: str | torch.device = "cpu", extractor: str = "fcpe"
     ) -> PitchEncoder:
-        cfg_path = require(folder / "config.yaml")
-        try:
-            config = yaml.safe_load(cfg_path.read_text())
-        except yaml.YAMLError as exc:
-            raise CheckpointError(f"{cfg_path}: invalid YAML ({exc})") from exc
-        vq = F0VQEncoder(config)
+        cfg_path = folder / "config.yaml"
+        vq = F0VQEncoder(load_pitch_config(folder))
         ckpt = load_tensors(folder / "model.pt")
         if not isinstance(ckpt, dict) or "model" not in ckpt:
             raise CheckpointError(

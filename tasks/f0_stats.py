@@ -17,8 +17,8 @@ import pyarrow as pa
 from prefect import get_run_logger, task
 
 from models.checkpoints import checkpoints_dir
-from models.extract import F0Job, f0_stat_rows, f0_stats_key, speaker_f0_means
-from models.pitch import load_speaker_stats
+from models.extract import F0Job, f0_stat_rows, f0_stats_key, shard_jobs, speaker_f0_means
+from models.pitch import load_pitch_config, load_speaker_stats, normalises_f0
 from models.speech_tokenizer import PITCH_DIR, unit_fingerprints
 from schemas.expectations import validate_frame
 from schemas.tables import F0_STATS, RECORDINGS
@@ -31,7 +31,6 @@ from storage.parquet import (
     write_atomic,
     write_bytes_atomic,
 )
-from storage.sharding import content_groups
 from tasks.ingest import TASK_OPTIONS
 from tasks.units import tokenizer_for
 
@@ -57,7 +56,7 @@ def plan_f0_stats(layout: RunLayout, recordings_url: str, params: dict[str, Any]
     if params["variant"] != "expressive":
         raise ValueError("--f0-norm speaker needs --variant expressive (pitch units)")
     root = checkpoints_dir(params["checkpoints"])
-    if not _normalising(root):
+    if not normalises_f0(load_pitch_config(root / PITCH_DIR)):
         raise ValueError(
             f"{root / PITCH_DIR / 'config.yaml'}: this pitch quantizer does not normalise F0 "
             "(features without norm_), so --f0-norm speaker would change nothing"
@@ -90,10 +89,7 @@ def plan_f0_stats(layout: RunLayout, recordings_url: str, params: dict[str, Any]
                 known.append(row)
     done = {row["id"] for row in known}
     todo = [job for i, job in sorted(jobs.items()) if i not in done]
-    shards = []
-    for group in content_groups(todo, lambda j: f"{j.stats_key}:{j.id}", params["shard_size"]):
-        blob = json.dumps([[j.id, j.stats_key] for j in group]).encode()
-        shards.append((hashlib.sha256(blob).hexdigest()[:24], tuple(group)))
+    shards = shard_jobs(todo, params["shard_size"], content=lambda j: j.stats_key)
     get_run_logger().info(
         "f0 stats: %d recordings of %d speakers (%d cached, %d to measure); %d without a speaker "
         "use their own mean",
@@ -104,13 +100,6 @@ def plan_f0_stats(layout: RunLayout, recordings_url: str, params: dict[str, Any]
         len(rec) - len(jobs),
     )
     return F0StatsPlan(str(root), known, shards)
-
-
-def _normalising(root: Any) -> bool:
-    import yaml
-
-    config = yaml.safe_load((root / PITCH_DIR / "config.yaml").read_text())
-    return bool(config.get("speaker_norm")) or "norm_" in str(config.get("features", ""))
 
 
 @task(name="f0-stats", **TASK_OPTIONS)

@@ -156,7 +156,7 @@ def plan_units(
             elif still:
                 carry.append((url, [i for i, _ in still]))
     todo = [j for i, j in sorted(jobs.items()) if i not in done]
-    shards = shard_jobs(todo, params["shard_size"])
+    shards = shard_jobs(todo, params["shard_size"], content=lambda j: j.unit_key)
     get_run_logger().info(
         "units: %d recordings, %d already tokenized, %d to extract in %d shards",
         len(jobs),

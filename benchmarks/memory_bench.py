@@ -31,6 +31,8 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from scale_bench import noisy_tone  # noqa: E402  (this folder is on sys.path when run as a script)
+
 DATA = ROOT / "benchmarks" / ".data"
 PY = sys.executable
 
@@ -58,13 +60,10 @@ def short_clips(n: int, seed: int = 3) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for i in range(n):
-        t = np.arange(int(rng.uniform(0.5, 1.5) * 16_000)) / 16_000
-        wave = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 400) * t) + 0.02 * rng.standard_normal(
-            len(t)
-        )
+        wave = noisy_tone(rng, rng.uniform(0.5, 1.5), 16_000)
         sub = folder / f"d{i // 1000:02d}"
         sub.mkdir(exist_ok=True)
-        sf.write(sub / f"clip{i:05d}.wav", wave.astype(np.float32), 16_000)
+        sf.write(sub / f"clip{i:05d}.wav", wave, 16_000)
     (folder / ".done").write_text("ok")
     return folder
 

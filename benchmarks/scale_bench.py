@@ -29,6 +29,13 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT / "benchmarks" / ".data"
 
 
+def noisy_tone(rng: np.random.Generator, seconds: float, rate: int) -> np.ndarray:
+    """A sine of random pitch (100–400 Hz) with a little noise: a cheap stand-in clip."""
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 400) * t)
+    return (wave + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+
+
 def make_short_corpus(n: int, seed: int = 1) -> Path:
     folder = DATA / f"short-{n}"
     if (folder / ".done").exists():
@@ -37,12 +44,9 @@ def make_short_corpus(n: int, seed: int = 1) -> Path:
     rng = np.random.default_rng(seed)
     for i in range(n):
         rate = int(rng.choice([16_000, 16_000, 44_100]))
-        t = np.arange(int(rng.uniform(0.3, 2.0) * rate)) / rate
-        wave = 0.3 * np.sin(2 * np.pi * rng.uniform(100, 400) * t) + 0.02 * rng.standard_normal(
-            len(t)
-        )
+        wave = noisy_tone(rng, rng.uniform(0.3, 2.0), rate)
         ext = "flac" if i % 4 == 0 else "wav"
-        sf.write(folder / f"clip{i:05d}.{ext}", wave.astype(np.float32), rate)
+        sf.write(folder / f"clip{i:05d}.{ext}", wave, rate)
     (folder / ".done").write_text("ok")
     return folder
 

@@ -92,6 +92,12 @@ def tone(
     return wave if channels == 1 else np.stack([wave] * channels, axis=1)
 
 
+def speech_clip(seconds: float, shift: int = 0) -> np.ndarray:
+    """Real LibriSpeech speech (16 kHz), rotated by ``shift`` samples so clips differ in content."""
+    speech, _ = sf.read(REFERENCE_AUDIO / "librispeech_7143-88743-0029.flac", dtype="float32")
+    return np.roll(speech, shift)[: int(16_000 * seconds)]
+
+
 WriteAudio = Callable[..., Path]
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import FIXTURES, REFERENCE_AUDIO
+from conftest import FIXTURES, speech_clip
 from prefect.logging import disable_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -34,13 +34,8 @@ def tokenizer() -> SpeechTokenizer:
     return SpeechTokenizer.from_checkpoint_dir(CKPT, "expressive", with_vocoder=False)
 
 
-def _speech(seconds: float, shift: int) -> np.ndarray:
-    speech, _ = sf.read(REFERENCE_AUDIO / "librispeech_7143-88743-0029.flac", dtype="float32")
-    return np.roll(speech, shift)[: int(16_000 * seconds)]
-
-
 def test_the_utterance_mean_given_explicitly_changes_nothing(tokenizer: SpeechTokenizer) -> None:
-    wav = _speech(4.0, 0)
+    wav = speech_clip(4.0, 0)
     assert tokenizer.pitch is not None
     total, frames = tokenizer.pitch.voiced_f0(torch.from_numpy(wav))
     own = tokenizer.encode_units(wav)
@@ -110,10 +105,10 @@ def test_tokenize_with_speaker_means_caches_and_reextracts_only_the_changed_spea
     data = tmp_path / "data"
     data.mkdir()
     rows = [
-        ("a1", "A", _speech(3.0, 0)),
-        ("a2", "A", _speech(2.5, 9000) * 0.5),
-        ("b1", "B", _speech(3.5, 30000)),
-        ("loner", None, _speech(2.0, 50000)),
+        ("a1", "A", speech_clip(3.0, 0)),
+        ("a2", "A", speech_clip(2.5, 9000) * 0.5),
+        ("b1", "B", speech_clip(3.5, 30000)),
+        ("loner", None, speech_clip(2.0, 50000)),
     ]
     manifest = _manifest(data, rows)
     out = tmp_path / "out"
@@ -145,7 +140,7 @@ def test_tokenize_with_speaker_means_caches_and_reextracts_only_the_changed_spea
         again = plan_f0_stats.fn(layout, layout.table("recordings"), {**params, "shard_size": 1})
     assert again.shards == [] and len(again.known) == 3  # every recording with a speaker cached
 
-    rows.append(("a3", "A", _speech(3.0, 70000)))  # A's mean moves: only A is re-tokenized
+    rows.append(("a3", "A", speech_clip(3.0, 70000)))  # A's mean moves: only A is re-tokenized
     grown = _tokenize(out, _manifest(data, rows))
     assert grown["extracted"] == 3 and grown["reused_rows"] == 2
     assert json.loads((out / "f0_speaker_stats.json").read_text())["B"] == stats["B"]
@@ -154,7 +149,7 @@ def test_tokenize_with_speaker_means_caches_and_reextracts_only_the_changed_spea
 def test_given_stats_file_is_used_and_bad_setups_fail_before_work(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    manifest = _manifest(data, [("a1", "A", _speech(2.0, 0))])
+    manifest = _manifest(data, [("a1", "A", speech_clip(2.0, 0))])
     given = tmp_path / "given.json"
     given.write_text(json.dumps({"A": {"f0_mean": 150.0}}))
     _tokenize(tmp_path / "out", manifest, f0_speaker_stats=str(given))

@@ -19,6 +19,36 @@ ROOT = Path(__file__).parents[1]
 SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
+def _upload_demo_inputs(s3_server: dict[str, Any], bucket: str) -> Any:
+    """The demo's audio, manifest and text source under s3://BUCKET/{data,in}; the filesystem."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3_server)  # type: ignore[arg-type]
+    audio = FIXTURES / "reference-tiny" / "audio"
+    fs.put(str(audio), f"{bucket}/data/reference-tiny/audio", recursive=True)
+    fs.put(str(FIXTURES / "arctic"), f"{bucket}/data/arctic", recursive=True)
+    fs.put(str(ROOT / "samples" / "demo.jsonl"), f"{bucket}/in/demo.jsonl")
+    fs.put(str(ROOT / "samples" / "text.jsonl"), f"{bucket}/in/text.jsonl")
+    return fs
+
+
+def _endpoint(url: str) -> list[str]:
+    """CLI storage options that reach an S3 endpoint on loopback."""
+    options = [f"client_kwargs.endpoint_url={url}", "client_kwargs.region_name=us-east-1"]
+    return [arg for option in options for arg in ("--storage-option", option)]
+
+
+def _demo_chain(bucket: str, run: str, ckpt: str) -> tuple[list[str], list[str]]:
+    """The demo's `tokenize` and `build-corpus` command lines on S3 (storage options appended by the caller)."""
+    tokenize = ["tokenize", f"s3://{bucket}/in/demo.jsonl", "--data-root", f"s3://{bucket}/data"]
+    corpus = ["build-corpus", "--units", run, "--text", f"s3://{bucket}/in/text.jsonl"]
+    corpus += ["--weights", "0,1,1", "--text-span", "2-4", "--speech-span", "2-3"]
+    return (
+        [*tokenize, "--checkpoints", ckpt, "--out", run],
+        [*corpus, "--checkpoints", ckpt, "--out", run],
+    )
+
+
 def test_demo_chain_on_s3_leaks_no_credentials(
     s3_server: dict[str, Any],
     s3_bucket: str,
@@ -27,67 +57,14 @@ def test_demo_chain_on_s3_leaks_no_credentials(
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import s3fs
-
-    fs = s3fs.S3FileSystem(**s3_server)  # type: ignore[arg-type]
-    fs.put(
-        str(FIXTURES / "reference-tiny" / "audio"),
-        f"{s3_bucket}/data/reference-tiny/audio",
-        recursive=True,
-    )
-    fs.put(str(FIXTURES / "arctic"), f"{s3_bucket}/data/arctic", recursive=True)
-    fs.put(str(ROOT / "samples" / "demo.jsonl"), f"{s3_bucket}/in/demo.jsonl")
-    fs.put(str(ROOT / "samples" / "text.jsonl"), f"{s3_bucket}/in/text.jsonl")
+    fs = _upload_demo_inputs(s3_server, s3_bucket)
     fs.put(str(stsp_data), f"{s3_bucket}/stsp", recursive=True)
-    endpoint = s3_server["client_kwargs"]["endpoint_url"]  # type: ignore[index]
-    options = [
-        "--storage-option",
-        f"client_kwargs.endpoint_url={endpoint}",
-        "--storage-option",
-        "client_kwargs.region_name=us-east-1",
-    ]
     run = f"s3://{s3_bucket}/runs/demo"
     ckpt = str(tiny_checkpoints)
-    common = [*options, "--workers", "1"]
-    assert (
-        main(
-            [
-                "tokenize",
-                f"s3://{s3_bucket}/in/demo.jsonl",
-                "--data-root",
-                f"s3://{s3_bucket}/data",
-                "--checkpoints",
-                ckpt,
-                "--out",
-                run,
-                *common,
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                "build-corpus",
-                "--units",
-                run,
-                "--text",
-                f"s3://{s3_bucket}/in/text.jsonl",
-                "--checkpoints",
-                ckpt,
-                "--weights",
-                "0,1,1",
-                "--text-span",
-                "2-4",
-                "--speech-span",
-                "2-3",
-                "--out",
-                run,
-                *common,
-            ]
-        )
-        == 0
-    )
+    common = [*_endpoint(s3_server["client_kwargs"]["endpoint_url"]), "--workers", "1"]  # type: ignore[index]
+    tokenize, corpus = _demo_chain(s3_bucket, run, ckpt)
+    assert main([*tokenize, *common]) == 0
+    assert main([*corpus, *common]) == 0
     model = str(tiny_checkpoints / "spiritlm_model" / "spirit-lm-expressive-7b")
     assert (
         main(
@@ -158,21 +135,11 @@ def test_injected_s3_faults_are_retried_and_change_nothing(
 ) -> None:
     """botocore's retries off: an InternalError (which s3fs does not retry either) reaches the task,
     which retries; dropped connections are retried by s3fs. The results are the faultless ones."""
-    import s3fs
-
     from models.speech_tokenizer import SpeechTokenizer
     from storage.audio import load_audio_16k
     from storage.parquet import read_table
 
-    fs = s3fs.S3FileSystem(**s3_server)  # type: ignore[arg-type]
-    fs.put(
-        str(FIXTURES / "reference-tiny" / "audio"),
-        f"{s3_bucket}/data/reference-tiny/audio",
-        recursive=True,
-    )
-    fs.put(str(FIXTURES / "arctic"), f"{s3_bucket}/data/arctic", recursive=True)
-    fs.put(str(ROOT / "samples" / "demo.jsonl"), f"{s3_bucket}/in/demo.jsonl")
-    fs.put(str(ROOT / "samples" / "text.jsonl"), f"{s3_bucket}/in/text.jsonl")
+    _upload_demo_inputs(s3_server, s3_bucket)
     faults = FaultyS3(
         upstream=s3_server["client_kwargs"]["endpoint_url"],  # type: ignore[index]
         rules=[
@@ -184,46 +151,11 @@ def test_injected_s3_faults_are_retried_and_change_nothing(
     run = f"s3://{s3_bucket}/runs/faulty"
     ckpt = str(tiny_checkpoints)
     with FaultyS3Proxy(faults) as proxy:
-        common = [
-            "--storage-option",
-            f"client_kwargs.endpoint_url={proxy.url}",
-            "--storage-option",
-            "client_kwargs.region_name=us-east-1",
-            "--storage-option",
-            "config_kwargs.retries.total_max_attempts=1",
-            "--workers",
-            "1",
-        ]
-        tokenize = [
-            "tokenize",
-            f"s3://{s3_bucket}/in/demo.jsonl",
-            "--data-root",
-            f"s3://{s3_bucket}/data",
-        ]
-        assert (
-            main([*tokenize, "--checkpoints", ckpt, "--out", run, "--shard-size", "1", *common])
-            == 0
-        )
-        corpus = ["build-corpus", "--units", run, "--text", f"s3://{s3_bucket}/in/text.jsonl"]
-        assert (
-            main(
-                [
-                    *corpus,
-                    "--checkpoints",
-                    ckpt,
-                    "--weights",
-                    "0,1,1",
-                    "--text-span",
-                    "2-4",
-                    "--speech-span",
-                    "2-3",
-                    "--out",
-                    run,
-                    *common,
-                ]
-            )
-            == 0
-        )
+        common = [*_endpoint(proxy.url), "--workers", "1"]
+        common += ["--storage-option", "config_kwargs.retries.total_max_attempts=1"]
+        tokenize, corpus = _demo_chain(s3_bucket, run, ckpt)
+        assert main([*tokenize, "--shard-size", "1", *common]) == 0
+        assert main([*corpus, *common]) == 0
 
     assert faults.injected[("GET", "reset")] >= 3
     assert faults.injected[("PUT", "InternalError")] >= 4

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-from conftest import FIXTURES, REFERENCE_AUDIO
+from conftest import FIXTURES, REFERENCE_AUDIO, speech_clip
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.params import DecodeParams, TokenizeParams
@@ -221,10 +221,8 @@ def test_a_worker_killed_mid_extraction_loses_nothing(tmp_path: Path) -> None:
 
     folder = tmp_path / "audio"
     folder.mkdir()
-    speech, _ = sf.read(REFERENCE_AUDIO / "librispeech_7143-88743-0029.flac", dtype="float32")
     for k in range(16):  # distinct content per file (no duplicates), 3-9 s each
-        clip = np.roll(speech, 4000 * k)[: 16_000 * (3 + k % 7)]
-        sf.write(folder / f"clip{k:02d}.wav", clip, 16_000)
+        sf.write(folder / f"clip{k:02d}.wav", speech_clip(3 + k % 7, 4000 * k), 16_000)
     params = TokenizeParams(
         source=str(folder),
         out=str(tmp_path / "out"),
@@ -275,12 +273,9 @@ def test_tokenize_sigkilled_mid_extraction_resumes_with_the_missing_shards(tmp_p
 
     folder = tmp_path / "audio"
     folder.mkdir()
-    speech, _ = sf.read(REFERENCE_AUDIO / "librispeech_7143-88743-0029.flac", dtype="float32")
     n = 12
     for k in range(n):
-        sf.write(
-            folder / f"clip{k:02d}.wav", np.roll(speech, 3000 * k)[: 16_000 * (2 + k % 4)], 16_000
-        )
+        sf.write(folder / f"clip{k:02d}.wav", speech_clip(2 + k % 4, 3000 * k), 16_000)
     out = tmp_path / "out"
     args = ["--checkpoints", str(CKPT), "--variant", "expressive", "--units-shard-size", "1"]
     proc = subprocess.Popen(

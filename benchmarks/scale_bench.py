@@ -99,7 +99,7 @@ def main() -> None:
     folder = make_short_corpus(args.files)
     from distributed import LocalCluster
 
-    from flows.runtime import keep_glibc_malloc_defaults, prefect_api
+    from flows.runtime import prefect_api, tune_worker_malloc
 
     results: dict[str, float] = {}
     with prefect_api():
@@ -107,7 +107,7 @@ def main() -> None:
         results["plain_loop_s"] = min(
             plain_loop(folder, DATA / "scale-loop", args.shard_size) for _ in range(args.repeats)
         )
-        keep_glibc_malloc_defaults()
+        tune_worker_malloc()
         for workers in (1, 2):
             with LocalCluster(
                 n_workers=workers, threads_per_worker=1, dashboard_address=":0"

@@ -157,13 +157,13 @@ def main() -> None:
 
     from flows.ingest import ingest_flow
     from flows.params import IngestParams, UnitsParams
-    from flows.runtime import ClusterOptions, keep_glibc_malloc_defaults, prefect_api, task_runner
+    from flows.runtime import ClusterOptions, prefect_api, task_runner, tune_worker_malloc
     from flows.units import units_flow
     from storage.parquet import read_table
 
     out = DATA / "units-out"
     shutil.rmtree(out, ignore_errors=True)
-    keep_glibc_malloc_defaults()  # as the CLI's clusters do (before the workers spawn)
+    tune_worker_malloc()  # as the CLI's clusters do (before the workers spawn)
     with (
         prefect_api(),
         LocalCluster(n_workers=cores, threads_per_worker=1, dashboard_address=":0") as cluster,

@@ -105,7 +105,7 @@ def hubert_config(model_cfg: dict[str, Any], output_layer: int) -> Any:
         mask_feature_prob=0.0,
         layer_norm_eps=1e-5,
     )
-    config._attn_implementation = "eager"
+    config._attn_implementation = "sdpa"
     return config
 
 

@@ -44,7 +44,7 @@ class StyleEncoder(nn.Module):
         from models.checkpoints import load_tensors
 
         config = Wav2Vec2Config.from_json_file(str(require(folder / "config.json")))
-        config._attn_implementation = "eager"
+        config._attn_implementation = "sdpa"
         model: Any = Wav2Vec2ForSequenceClassification(config)
         state = {
             k: v for k, v in load_tensors(weights_file(folder)).items() if k != "_float_tensor"

@@ -217,7 +217,7 @@ def test_a_worker_killed_mid_extraction_loses_nothing(tmp_path: Path) -> None:
 
     from distributed import LocalCluster
 
-    from flows.runtime import ClusterOptions, keep_glibc_malloc_defaults, task_runner
+    from flows.runtime import WORKER_MALLOC_ENV, ClusterOptions, task_runner, tune_worker_malloc
 
     folder = tmp_path / "audio"
     folder.mkdir()
@@ -230,10 +230,16 @@ def test_a_worker_killed_mid_extraction_loses_nothing(tmp_path: Path) -> None:
         variant="expressive",
         units_shard_size=2,
     )  # type: ignore[arg-type]
-    keep_glibc_malloc_defaults()
+    tune_worker_malloc()
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     ) as cluster:
+        worker_env = cluster.get_client().run(
+            lambda: {k: os.environ.get(k) for k in WORKER_MALLOC_ENV}
+        )
+        assert all(
+            env == {k: str(v) for k, v in WORKER_MALLOC_ENV.items()} for env in worker_env.values()
+        )
         killed: list[str] = []
 
         def kill_one_worker_while_it_extracts() -> None:

@@ -10,17 +10,24 @@ import ast
 import functools
 import hashlib
 import json
+import logging
 import os
+import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from models.errors import CheckpointError
 
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=torch.nn.Module)
+
 CHECKPOINTS_ENV = "SPIRITLM_CHECKPOINTS_DIR"
+CACHE_ENV = "SPIRITFLOW_CACHE_DIR"
 # Plain numpy arrays (k-means centroids) are data, not code: allow exactly what rebuilding them needs.
 _NUMPY_ALLOWED: list[Any] = [
     np._core.multiarray._reconstruct,  # type: ignore[attr-defined]
@@ -105,19 +112,78 @@ def check_readable(path: Path) -> Path:
     return path
 
 
+def build_loaded(
+    factory: Callable[[], M], state: dict[str, torch.Tensor]
+) -> tuple[M, list[str], list[str]]:
+    """``factory()`` built on the meta device, then given the checkpoint's tensors.
+
+    Skips the random initialisation that the checkpoint overwrites anyway (≈ 1.4 s for each
+    95 M-parameter model here, most of loading). Tensors are cast to the model's dtypes; parameters
+    the checkpoint lacks become zeros and are returned as missing, like ``load_state_dict``.
+    """
+    with torch.device("meta"):
+        model = factory()
+    expected = model.state_dict()
+    cast = {
+        k: v.to(expected[k].dtype) if k in expected and v.is_floating_point() else v
+        for k, v in state.items()
+    }
+    missing, unexpected = model.load_state_dict(cast, strict=False, assign=True)
+    for name in missing:
+        owner, _, leaf = name.rpartition(".")
+        module = model.get_submodule(owner)
+        tensor = torch.zeros(expected[name].shape, dtype=expected[name].dtype)
+        if leaf in module._parameters:
+            module._parameters[leaf] = torch.nn.Parameter(tensor, requires_grad=False)
+        else:
+            module._buffers[leaf] = tensor
+    return model, list(missing), list(unexpected)
+
+
+def _cache_file() -> Path:
+    base = os.environ.get(CACHE_ENV) or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    root = Path(base).expanduser()
+    return (root if os.environ.get(CACHE_ENV) else root / "spiritflow") / "fingerprints.json"
+
+
+def _read_cache(file: Path) -> dict[str, str]:
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 @functools.lru_cache(maxsize=64)
-def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
+def _fingerprint(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    key = f"{path}|{size}|{mtime_ns}|{inode}"
+    file = _cache_file()
+    known = _read_cache(file).get(key)
+    if isinstance(known, str) and len(known) == 64:
+        return known
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
-    return digest.hexdigest()
+    value = digest.hexdigest()
+    try:  # best effort: a read-only home only costs hashing again next run
+        file.parent.mkdir(parents=True, exist_ok=True)
+        entries = {k: v for k, v in _read_cache(file).items() if not k.startswith(f"{path}|")}
+        entries[key] = value
+        with tempfile.NamedTemporaryFile("w", dir=file.parent, delete=False) as tmp:
+            json.dump(entries, tmp, sort_keys=True)
+        os.replace(tmp.name, file)
+    except OSError as exc:
+        log.debug("fingerprint cache %s not written: %s", file, exc)
+    return value
 
 
 def fingerprint(path: Path) -> str:
-    """sha256 of a checkpoint file (cached by path, size and mtime)."""
+    """sha256 of a checkpoint file, remembered per process and across runs (in
+    ``$SPIRITFLOW_CACHE_DIR`` or ``~/.cache/spiritflow``) by path, size, mtime and inode, as
+    build tools do: a scheduled run does not re-read gigabytes of unchanged weights."""
     st = require(path).stat()
-    return _fingerprint(str(path), st.st_size, st.st_mtime_ns)
+    return _fingerprint(str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 def _eval_node(node: ast.AST) -> Any:

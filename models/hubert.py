@@ -19,7 +19,7 @@ from torch import nn
 # Imported eagerly: transformers' lazy imports are not safe when first triggered from worker threads.
 from transformers import HubertConfig, HubertModel
 
-from models.checkpoints import load_tensors, parse_layer_spec
+from models.checkpoints import build_loaded, load_tensors, parse_layer_spec
 from models.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,6 @@ class HubertFeatures(nn.Module):
         model_cfg = dict(ckpt["model_cfg"])
         task_cfg = dict(ckpt.get("task_cfg") or {})
         config = hubert_config(model_cfg, output_layer)
-        model: Any = HubertModel(config)
         state = convert_state_dict(ckpt["model_weight"], output_layer)
         proj = "feature_projection.projection.weight"
         if proj not in state:
@@ -163,12 +162,16 @@ class HubertFeatures(nn.Module):
                 raise CheckpointError(f"{path}: no post_extract_proj but conv dim != embed dim")
             state[proj] = torch.eye(config.hidden_size)
             state["feature_projection.projection.bias"] = torch.zeros(config.hidden_size)
-        if config.do_stable_layer_norm:
-            model.encoder.layer_norm = (
-                nn.Identity()
-            )  # fairseq skips the final norm when a layer is chosen
+        if config.do_stable_layer_norm:  # fairseq skips the final norm when a layer is chosen
             state = {k: v for k, v in state.items() if not k.startswith("encoder.layer_norm.")}
-        missing, unexpected = model.load_state_dict(state, strict=False)
+
+        def build() -> Any:
+            model: Any = HubertModel(config)
+            if config.do_stable_layer_norm:
+                model.encoder.layer_norm = nn.Identity()
+            return model
+
+        model, missing, unexpected = build_loaded(build, state)
         missing = [k for k in missing if k != "masked_spec_embed"]
         if missing or unexpected:
             raise CheckpointError(

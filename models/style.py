@@ -18,7 +18,7 @@ from torch import nn
 # Imported eagerly: transformers' lazy imports are not safe when first triggered from worker threads.
 from transformers import Wav2Vec2Config, Wav2Vec2ForSequenceClassification
 
-from models.checkpoints import require, weights_file
+from models.checkpoints import build_loaded, load_tensors, require, weights_file
 from models.errors import CheckpointError
 
 POOL_FRAMES = 50
@@ -40,12 +40,8 @@ class StyleEncoder(nn.Module):
 
     @classmethod
     def from_dir(cls, folder: Path) -> StyleEncoder:
-
-        from models.checkpoints import load_tensors
-
         config = Wav2Vec2Config.from_json_file(str(require(folder / "config.json")))
         config._attn_implementation = "sdpa"
-        model: Any = Wav2Vec2ForSequenceClassification(config)
         state = {
             k: v for k, v in load_tensors(weights_file(folder)).items() if k != "_float_tensor"
         }
@@ -56,7 +52,9 @@ class StyleEncoder(nn.Module):
             key = f"wav2vec2.encoder.pos_conv_embed.conv.{old}"
             if key in state:
                 state[f"wav2vec2.encoder.pos_conv_embed.conv.{new}"] = state.pop(key)
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        model, missing, unexpected = build_loaded(
+            lambda: Wav2Vec2ForSequenceClassification(config), state
+        )
         missing = [k for k in missing if k != "wav2vec2.masked_spec_embed"]
         if missing or unexpected:
             raise CheckpointError(

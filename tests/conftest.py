@@ -14,6 +14,7 @@ os.environ.update(
     {
         "PREFECT_HOME": _PREFECT_HOME,
         "PREFECT_LOCAL_STORAGE_PATH": os.path.join(_PREFECT_HOME, "storage"),
+        "SPIRITFLOW_CACHE_DIR": os.path.join(_PREFECT_HOME, "spiritflow-cache"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_TO_API_ENABLED": "false",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",

@@ -90,3 +90,65 @@ def test_tiny_language_model_and_tokenizer(tiny: Path, variant: str, vocab: int,
     assert model.config.vocab_size == vocab
     logits = model(torch.tensor([ids])).logits
     assert logits.shape == (1, len(ids), vocab)
+
+
+def test_fingerprints_are_remembered_across_runs_until_the_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scheduled run must not re-hash unchanged weights, and a changed file must be re-hashed."""
+    import hashlib
+    import json
+    import os
+
+    from models import checkpoints
+
+    monkeypatch.setenv("SPIRITFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    weights = tmp_path / "model.pt"
+    weights.write_bytes(b"weights v1")
+    real = hashlib.sha256(b"weights v1").hexdigest()
+    assert checkpoints.fingerprint(weights) == real
+    cache = tmp_path / "cache" / "fingerprints.json"
+    entries = json.loads(cache.read_text())
+    assert list(entries.values()) == [real]
+
+    # A new process (empty in-memory cache) takes the remembered value without reading the file.
+    checkpoints._fingerprint.cache_clear()
+    cache.write_text(json.dumps({k: "f" * 64 for k in entries}))
+    assert checkpoints.fingerprint(weights) == "f" * 64
+
+    # Rewritten (new mtime): hashed again, and the stale entry is replaced, not kept beside it.
+    checkpoints._fingerprint.cache_clear()
+    weights.write_bytes(b"weights v2")
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert checkpoints.fingerprint(weights) == hashlib.sha256(b"weights v2").hexdigest()
+    assert len(json.loads(cache.read_text())) == 1
+
+    # An unwritable cache only costs hashing again.
+    checkpoints._fingerprint.cache_clear()
+    monkeypatch.setenv("SPIRITFLOW_CACHE_DIR", str(weights))  # a file, not a folder
+    assert checkpoints.fingerprint(weights) == hashlib.sha256(b"weights v2").hexdigest()
+
+
+def test_models_built_without_random_init_equal_a_normal_load() -> None:
+    """Meta-device construction + the checkpoint's tensors gives the same modules as init + load."""
+    from transformers import HubertConfig, HubertModel
+
+    from models.checkpoints import build_loaded
+
+    config = HubertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(16, 16), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    reference = HubertModel(config).eval()
+    state = {k: v for k, v in reference.state_dict().items() if k != "masked_spec_embed"}
+    model, missing, unexpected = build_loaded(lambda: HubertModel(config), state)
+    assert missing == ["masked_spec_embed"] and unexpected == []
+    assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
+    assert torch.count_nonzero(model.masked_spec_embed) == 0
+    wav = torch.randn(1, 4000)
+    with torch.inference_mode():
+        same = reference(wav).last_hidden_state, model.eval()(wav).last_hidden_state
+    torch.testing.assert_close(*same, rtol=0, atol=0)

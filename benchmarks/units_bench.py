@@ -7,10 +7,13 @@ In one run, on the same clips (1–30 s, real LibriSpeech speech tiled, varied g
   hubert_batched the same with chunks of similar length batched 8 per forward pass
   reference_e2e  the reference's way: one process, files one at a time, all cores as torch threads,
                  decode + resample + HuBERT + pitch + style (expressive), models loaded once
+  worker_env_*   roofline, hubert_batch1 and reference_e2e again in a process started with the
+                 glibc settings spiritflow gives its workers (flows.runtime.WORKER_MALLOC_ENV), so
+                 the allocator's share of the flow's speed is visible on its own
   flow_e2e       `units` flow on a LocalCluster (one worker process per core, 1 torch thread each),
                  same files, models loaded once per worker (Prefect + Dask included)
   flow_1worker   the same flow on one worker process with every core as torch threads
-Audio seconds per wall second are reported for the two end-to-end runs.
+Audio seconds per wall second are reported for the end-to-end runs.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -32,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT / "benchmarks" / ".data"
 
+from flows.runtime import WORKER_MALLOC_ENV  # noqa: E402
 from models.speech_tokenizer import SpeechTokenizer, chunks  # noqa: E402
 from models.tiny import write_tiny_checkpoints  # noqa: E402
 from storage.audio import load_audio_16k  # noqa: E402
@@ -103,6 +109,45 @@ def time_hubert(tok: SpeechTokenizer, pieces: list[torch.Tensor], batch: int) ->
     return time.perf_counter() - start
 
 
+IN_PROCESS_KEYS = ("roofline_gflops", "hubert_batch1_gflops", "reference_e2e_s")
+
+
+def in_process(ckpt: Path, files: list[Path], cores: int, full: bool = True) -> dict[str, Any]:
+    """Roofline, HuBERT efficiency and the reference's end-to-end loop, in this process
+    (``full``: also batched and one-thread HuBERT)."""
+    res: dict[str, Any] = {"roofline_gflops": matmul_roofline(cores)}
+
+    torch.set_num_threads(cores)
+    tok = SpeechTokenizer.from_checkpoint_dir(
+        ckpt, variant="expressive", device="cpu", with_vocoder=False
+    )
+    wavs = [torch.from_numpy(load_audio_16k(str(f))) for f in files]
+    pieces = [c for w in wavs for c in chunks(w)]
+    flops = sum(hubert_flops(tok, len(p)) for p in pieces)
+    time_hubert(tok, pieces[:2], 1)  # warm-up
+    t1 = time_hubert(tok, pieces, 1)
+    res.update(hubert_gflop=flops / 1e9, hubert_batch1_s=t1, hubert_batch1_gflops=flops / t1 / 1e9)
+    if full:
+        tb = time_hubert(tok, pieces, 8)
+        res.update(hubert_batched_s=tb, hubert_batched_gflops=flops / tb / 1e9)
+        # One thread, as each worker of the flow runs: efficiency against the 1-thread roofline.
+        res["roofline_1thread_gflops"] = matmul_roofline(1)
+        subset = pieces[: max(2, len(pieces) // 3)]
+        t_single = time_hubert(tok, subset, 1)
+        res["hubert_1thread_gflops"] = (
+            sum(hubert_flops(tok, len(p)) for p in subset) / t_single / 1e9
+        )
+        torch.set_num_threads(cores)
+
+    start = time.perf_counter()
+    ref_tok = SpeechTokenizer.from_checkpoint_dir(
+        ckpt, variant="expressive", device="cpu", with_vocoder=False
+    )
+    res["units"] = [ref_tok.encode_units(load_audio_16k(str(f))) for f in files]
+    res["reference_e2e_s"] = time.perf_counter() - start
+    return res
+
+
 def _warm_imports() -> None:
     import models.speech_tokenizer  # noqa: F401 (imports torch, transformers, torchfcpe)
     import tasks.units  # noqa: F401
@@ -114,44 +159,32 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=150.0, help="total audio (default 150 s)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "units.json"))
+    parser.add_argument(
+        "--in-process-only", action="store_true", help="print the in-process numbers as JSON"
+    )
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     ckpt = DATA / "full-ckpt"
     if not (ckpt / "speech_tokenizer").exists():
         write_tiny_checkpoints(ckpt, size="base")
     folder, files, audio_s = make_clips(args.seconds)
-    res: dict[str, float] = {"roofline_gflops": matmul_roofline(cores)}
-
-    torch.set_num_threads(cores)
-    tok = SpeechTokenizer.from_checkpoint_dir(
-        ckpt, variant="expressive", device="cpu", with_vocoder=False
+    if args.in_process_only:
+        only = in_process(ckpt, files, cores, full=False)
+        print(json.dumps({k: only[k] for k in IN_PROCESS_KEYS}))
+        return
+    res = in_process(ckpt, files, cores)
+    reference_units = res.pop("units")
+    env = {**os.environ, **{k: str(v) for k, v in WORKER_MALLOC_ENV.items()}}
+    worker_env = json.loads(
+        subprocess.run(
+            [sys.executable, __file__, "--seconds", str(args.seconds), "--in-process-only"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()[-1]
     )
-    wavs = [torch.from_numpy(load_audio_16k(str(f))) for f in files]
-    pieces = [c for w in wavs for c in chunks(w)]
-    flops = sum(hubert_flops(tok, len(p)) for p in pieces)
-    time_hubert(tok, pieces[:2], 1)  # warm-up
-    t1 = time_hubert(tok, pieces, 1)
-    tb = time_hubert(tok, pieces, 8)
-    res.update(
-        hubert_gflop=flops / 1e9,
-        hubert_batch1_s=t1,
-        hubert_batched_s=tb,
-        hubert_batch1_gflops=flops / t1 / 1e9,
-        hubert_batched_gflops=flops / tb / 1e9,
-    )
-    # One thread, as each worker of the flow runs: efficiency per core against the 1-thread roofline.
-    res["roofline_1thread_gflops"] = matmul_roofline(1)
-    subset = pieces[: max(2, len(pieces) // 3)]
-    t_single = time_hubert(tok, subset, 1)
-    res["hubert_1thread_gflops"] = sum(hubert_flops(tok, len(p)) for p in subset) / t_single / 1e9
-    torch.set_num_threads(cores)
-
-    start = time.perf_counter()
-    ref_tok = SpeechTokenizer.from_checkpoint_dir(
-        ckpt, variant="expressive", device="cpu", with_vocoder=False
-    )
-    reference_units = [ref_tok.encode_units(load_audio_16k(str(f))) for f in files]
-    res["reference_e2e_s"] = time.perf_counter() - start
+    res.update({f"worker_env_{k}": worker_env[k] for k in IN_PROCESS_KEYS})
 
     from distributed import LocalCluster
 
@@ -230,11 +263,17 @@ def main() -> None:
         "hubert_1thread_pct_of_roofline": round(
             100 * res["hubert_1thread_gflops"] / res["roofline_1thread_gflops"], 1
         ),
-        "batched_vs_batch1": round(t1 / tb, 2),
+        "worker_env_hubert_batch1_pct_of_roofline": round(
+            100 * res["worker_env_hubert_batch1_gflops"] / res["worker_env_roofline_gflops"], 1
+        ),
+        "batched_vs_batch1": round(res["hubert_batch1_s"] / res["hubert_batched_s"], 2),
         "reference_audio_s_per_s": round(audio_s / res["reference_e2e_s"], 2),
         "flow_audio_s_per_s": round(audio_s / res["flow_e2e_s"], 2),
         "flow_vs_reference": round(res["reference_e2e_s"] / res["flow_e2e_s"], 2),
         "flow_1worker_vs_reference": round(res["reference_e2e_s"] / res["flow_1worker_e2e_s"], 2),
+        "worker_env_reference_vs_reference": round(
+            res["reference_e2e_s"] / res["worker_env_reference_e2e_s"], 2
+        ),
         "flow_units_equal_reference_loop": same,
     }
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")

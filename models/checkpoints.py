@@ -133,10 +133,10 @@ def build_loaded(
         owner, _, leaf = name.rpartition(".")
         module = model.get_submodule(owner)
         tensor = torch.zeros(expected[name].shape, dtype=expected[name].dtype)
-        if leaf in module._parameters:
-            module._parameters[leaf] = torch.nn.Parameter(tensor, requires_grad=False)
+        if leaf in dict(module.named_parameters(recurse=False)):
+            module.register_parameter(leaf, torch.nn.Parameter(tensor, requires_grad=False))
         else:
-            module._buffers[leaf] = tensor
+            module.register_buffer(leaf, tensor)
     return model, list(missing), list(unexpected)
 
 

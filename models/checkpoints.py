@@ -170,9 +170,14 @@ def _fingerprint(path: str, size: int, mtime_ns: int, inode: int) -> str:
         file.parent.mkdir(parents=True, exist_ok=True)
         entries = {k: v for k, v in _read_cache(file).items() if not k.startswith(f"{path}|")}
         entries[key] = value
-        with tempfile.NamedTemporaryFile("w", dir=file.parent, delete=False) as tmp:
-            json.dump(entries, tmp, sort_keys=True)
-        os.replace(tmp.name, file)
+        fd, tmp = tempfile.mkstemp(dir=file.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(entries, fh, sort_keys=True)
+            os.replace(tmp, file)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     except OSError as exc:
         log.debug("fingerprint cache %s not written: %s", file, exc)
     return value

@@ -27,7 +27,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -112,10 +111,12 @@ def time_hubert(tok: SpeechTokenizer, pieces: list[torch.Tensor], batch: int) ->
 IN_PROCESS_KEYS = ("roofline_gflops", "hubert_batch1_gflops", "reference_e2e_s")
 
 
-def in_process(ckpt: Path, files: list[Path], cores: int, full: bool = True) -> dict[str, Any]:
+def in_process(
+    ckpt: Path, files: list[Path], cores: int, full: bool = True
+) -> tuple[dict[str, float], list[dict[str, list[int]]]]:
     """Roofline, HuBERT efficiency and the reference's end-to-end loop, in this process
-    (``full``: also batched and one-thread HuBERT)."""
-    res: dict[str, Any] = {"roofline_gflops": matmul_roofline(cores)}
+    (``full``: also batched and one-thread HuBERT); returns the numbers and the loop's units."""
+    res = {"roofline_gflops": matmul_roofline(cores)}
 
     torch.set_num_threads(cores)
     tok = SpeechTokenizer.from_checkpoint_dir(
@@ -143,9 +144,9 @@ def in_process(ckpt: Path, files: list[Path], cores: int, full: bool = True) -> 
     ref_tok = SpeechTokenizer.from_checkpoint_dir(
         ckpt, variant="expressive", device="cpu", with_vocoder=False
     )
-    res["units"] = [ref_tok.encode_units(load_audio_16k(str(f))) for f in files]
+    units = [ref_tok.encode_units(load_audio_16k(str(f))) for f in files]
     res["reference_e2e_s"] = time.perf_counter() - start
-    return res
+    return res, units
 
 
 def _warm_imports() -> None:
@@ -169,11 +170,10 @@ def main() -> None:
         write_tiny_checkpoints(ckpt, size="base")
     folder, files, audio_s = make_clips(args.seconds)
     if args.in_process_only:
-        only = in_process(ckpt, files, cores, full=False)
+        only, _ = in_process(ckpt, files, cores, full=False)
         print(json.dumps({k: only[k] for k in IN_PROCESS_KEYS}))
         return
-    res = in_process(ckpt, files, cores)
-    reference_units = res.pop("units")
+    res, reference_units = in_process(ckpt, files, cores)
     env = {**os.environ, **{k: str(v) for k, v in WORKER_MALLOC_ENV.items()}}
     worker_env = json.loads(
         subprocess.run(

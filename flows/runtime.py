@@ -105,8 +105,8 @@ def tune_worker_malloc() -> None:
     with a fresh mmap either way, so each large activation tensor of the speech models was
     page-faulted (and zeroed) in again: 4.3 M page faults for 151 s of audio. Measured here, the
     same expressive extraction in a Dask worker: 31.8 s with Dask's settings, 26.2 s with these
-    (0.8 M faults), for ≈ 650 MB more peak RSS (freed blocks stay in the heap). Our workers hold
-    models and a few large arrays, not many small objects.
+    (0.8 M faults), for 0.6–2 GB more peak RSS with full-size models (freed blocks stay in the
+    heap; the most for long recordings). Our workers hold models and a few large arrays.
     """
     import dask
 
@@ -119,10 +119,9 @@ def task_runner(options: ClusterOptions, gpu_stage: bool = False) -> Any:
     """The DaskTaskRunner for a flow: an address, a LocalCUDACluster, or a process LocalCluster."""
     from prefect_dask import DaskTaskRunner
 
-    tune_worker_malloc()
-
-    if options.dask_address:
+    if options.dask_address:  # someone else's workers: their environment is theirs to set
         return DaskTaskRunner(address=options.dask_address)
+    tune_worker_malloc()  # before the cluster's nannies spawn their workers
     use_gpu = gpu_stage and (options.use_gpu if options.use_gpu is not None else gpus_available())
     if use_gpu:
         return DaskTaskRunner(

@@ -141,9 +141,8 @@ def build_loaded(
 
 
 def _cache_file() -> Path:
-    base = os.environ.get(CACHE_ENV) or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    root = Path(base).expanduser()
-    return (root if os.environ.get(CACHE_ENV) else root / "spiritflow") / "fingerprints.json"
+    default = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "spiritflow"
+    return Path(os.environ.get(CACHE_ENV) or default).expanduser() / "fingerprints.json"
 
 
 def _read_cache(file: Path) -> dict[str, str]:
